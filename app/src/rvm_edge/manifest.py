@@ -123,10 +123,23 @@ def _choice(value: str, allowed: tuple[str, ...], key: str, where: str) -> str:
 def _parse_entry(raw: Any, where: str) -> ModelEntry:
     if not isinstance(raw, dict):
         raise ManifestError(f"{where}: must be an object, got {type(raw).__name__}")
-    known = {"name", "role", "version", "file", "sha256", "format", "precision", "input_shape", "classes", "source"}
+    known = {
+        "name",
+        "role",
+        "version",
+        "file",
+        "sha256",
+        "format",
+        "precision",
+        "input_shape",
+        "classes",
+        "source",
+    }
     unknown = sorted(set(raw) - known)
     if unknown:
-        raise ManifestError(f"{where}: unknown key(s) {', '.join(unknown)} (allowed: {', '.join(sorted(known))})")
+        raise ManifestError(
+            f"{where}: unknown key(s) {', '.join(unknown)} (allowed: {', '.join(sorted(known))})"
+        )
     name = _require(raw, "name", str, where)
     where = f"{where} ({name})"
     role = _choice(_require(raw, "role", str, where), ROLES, "role", where)
@@ -135,7 +148,9 @@ def _parse_entry(raw: Any, where: str) -> ModelEntry:
         raise ManifestError(f"{where}: key 'sha256' must be 64 lowercase hex digits, got {sha!r}")
     shape = _require(raw, "input_shape", list, where)
     if not shape or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
-        raise ManifestError(f"{where}: key 'input_shape' must be a non-empty list of positive ints, got {shape!r}")
+        raise ManifestError(
+            f"{where}: key 'input_shape' must be a non-empty list of positive ints, got {shape!r}"
+        )
     classes = raw.get("classes", [])
     if not isinstance(classes, list) or not all(isinstance(c, str) and c for c in classes):
         raise ManifestError(f"{where}: key 'classes' must be a list of non-empty strings")

@@ -1,0 +1,66 @@
+"""OpenVINO on the CPU (x86 devices and the lab), with its compiled-model cache kept on disk.
+
+Compiling a large model (the SAM2 encoder) takes minutes; with ``CACHE_DIR`` the next start
+takes under a second, so the cache directory must survive restarts (it lives under the state dir).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from rvm_edge.backends.base import Backend, BackendError
+
+import openvino as ov  # noqa: E402
+
+
+def compile_model(
+    model_path: Path,
+    device: str = "CPU",
+    precision: str = "f32",
+    cache_dir: Path | None = None,
+    threads: int = 0,
+) -> ov.CompiledModel:
+    """Compile with an explicit precision: OpenVINO silently runs bf16 on AMX CPUs unless told."""
+    core = ov.Core()
+    config: dict[str, str] = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"}
+    if cache_dir is not None:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        config["CACHE_DIR"] = str(cache_dir)
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = str(threads)
+    try:
+        return core.compile_model(str(model_path), device, config)
+    except Exception as exc:  # OpenVINO raises a bare RuntimeError for every kind of failure
+        raise BackendError(f"{model_path}: OpenVINO cannot compile it for {device} ({exc})") from exc
+
+
+class OpenVinoBackend(Backend):
+    name = "openvino"
+
+    def __init__(
+        self,
+        model_path: Path,
+        device: str = "CPU",
+        precision: str = "f32",
+        cache_dir: Path | None = None,
+        threads: int = 0,
+        **_: object,
+    ) -> None:
+        self.compiled = compile_model(model_path, device, precision, cache_dir, threads)
+        shape = self.compiled.input(0).get_partial_shape()
+        if shape.rank.get_length() != 4 or shape.is_dynamic and not all(d.is_static for d in list(shape)[1:]):
+            raise BackendError(f"{model_path}: expected a fixed-size NCHW image input, got {shape}")
+        dims = [d.get_length() if d.is_static else 1 for d in shape]
+        self.max_batch = dims[0]
+        self.input_shape = (dims[0], dims[1], dims[2], dims[3])
+        self.request = self.compiled.create_infer_request()
+        self.precision = precision
+
+    def infer(self, tensor: np.ndarray) -> np.ndarray:
+        self.request.infer({0: tensor}, share_inputs=True)
+        return self.request.get_output_tensor(0).data
+
+    def describe(self) -> dict[str, object]:
+        return {**super().describe(), "precision": self.precision}

@@ -1,0 +1,113 @@
+"""Accept or reject an item: class -> material mapping, confidence thresholds and intake rules.
+
+Pure functions over :class:`Detections`; the reason strings are written for the technician
+standing at the machine ("two items in view"), not for the developer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from rvm_edge.messages import Decision, Detection, Detections, Verdict
+
+MATERIALS = ("plastic", "metal", "glass", "reject")
+
+
+@dataclass(frozen=True)
+class DecisionConfig:
+    """The rules, one place. ``materials`` maps every class name to a material or ``reject``."""
+
+    materials: Mapping[str, str] = field(
+        default_factory=lambda: {"bottle": "plastic", "can": "metal", "other": "reject"}
+    )
+    min_confidence: float = 0.5
+    class_min_confidence: Mapping[str, float] = field(default_factory=dict)
+    presence_threshold: float = 0.25  # anything above this counts as "something in view"
+    edge_margin_px: int = 2  # a box this close to the frame edge is cut by it
+    min_area_fraction: float = 0.005
+    max_area_fraction: float = 0.9
+
+    def __post_init__(self) -> None:
+        bad = {k: v for k, v in self.materials.items() if v not in MATERIALS}
+        if bad:
+            raise ValueError(f"decision.materials: {bad} must map to one of {', '.join(MATERIALS)}")
+        for name, value in [
+            ("min_confidence", self.min_confidence),
+            ("presence_threshold", self.presence_threshold),
+        ]:
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"decision.{name} must be within 0..1, got {value}")
+        if not 0.0 <= self.min_area_fraction < self.max_area_fraction <= 1.0:
+            raise ValueError(
+                "decision.min_area_fraction must be below decision.max_area_fraction, both within 0..1, "
+                f"got {self.min_area_fraction} and {self.max_area_fraction}"
+            )
+
+    def check_classes(self, classes: tuple[str, ...] | list[str]) -> None:
+        """Refuse at start a mapping that does not cover the model's classes (or names unknown ones)."""
+        missing = [c for c in classes if c not in self.materials]
+        unknown = [c for c in self.materials if c not in classes]
+        if missing or unknown:
+            raise ValueError(
+                f"decision.materials must map exactly the model's classes {list(classes)}: "
+                f"missing {missing}, not in the model {unknown}"
+            )
+
+
+def _edge_cut(d: Detection, h: int, w: int, margin: int) -> str | None:
+    x1, y1, x2, y2 = d.box
+    sides = [
+        ("left", x1 <= margin),
+        ("top", y1 <= margin),
+        ("right", x2 >= w - margin),
+        ("bottom", y2 >= h - margin),
+    ]
+    cut = [s for s, hit in sides if hit]
+    return " and ".join(cut) if cut else None
+
+
+def decide(detections: Detections, config: DecisionConfig) -> Decision:
+    """The verdict for one frame; the first rule that fails gives the reason."""
+    h, w = detections.image_size
+    present = [d for d in detections.items if d.confidence >= config.presence_threshold]
+    if not present:
+        return Decision(Verdict.REJECTED, "no item recognised in view")
+    if len(present) > 1:
+        names = ", ".join(sorted(d.class_name for d in present))
+        return Decision(
+            Verdict.REJECTED, f"{len(present)} items in view ({names}): insert one item at a time"
+        )
+    item = present[0]
+    material = config.materials.get(item.class_name, "reject")
+    pct = f"{item.confidence:.0%}"
+    if material == "reject":
+        return Decision(Verdict.REJECTED, f"'{item.class_name}' is not an accepted container", None, item)
+    needed = config.class_min_confidence.get(item.class_name, config.min_confidence)
+    if item.confidence < needed:
+        return Decision(
+            Verdict.REJECTED,
+            f"{item.class_name} recognised with only {pct} confidence (needs {needed:.0%}): reinsert the item",
+            material,
+            item,
+        )
+    side = _edge_cut(item, h, w, config.edge_margin_px)
+    if side:
+        return Decision(
+            Verdict.REJECTED,
+            f"{item.class_name} is cut by the {side} edge of the image: not fully in view",
+            material,
+            item,
+        )
+    x1, y1, x2, y2 = item.box
+    fraction = max(0.0, x2 - x1) * max(0.0, y2 - y1) / float(h * w)
+    if not config.min_area_fraction <= fraction <= config.max_area_fraction:
+        size = "too small" if fraction < config.min_area_fraction else "too large"
+        return Decision(
+            Verdict.REJECTED,
+            f"{item.class_name} is {size}: covers {fraction:.1%} of the image "
+            f"(allowed {config.min_area_fraction:.1%} to {config.max_area_fraction:.0%})",
+            material,
+            item,
+        )
+    return Decision(Verdict.ACCEPTED, f"{material} {item.class_name}, {pct} confidence", material, item)
