@@ -87,7 +87,8 @@ def decide(detections: Detections, config: DecisionConfig) -> Decision:
     if item.confidence < needed:
         return Decision(
             Verdict.REJECTED,
-            f"{item.class_name} recognised with only {pct} confidence (needs {needed:.0%}): reinsert the item",
+            f"{item.class_name} recognised with only {pct} confidence (needs {needed:.0%}): "
+            "reinsert the item",
             material,
             item,
         )

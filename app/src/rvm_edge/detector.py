@@ -103,7 +103,8 @@ def check_model_against_manifest(backend: Backend, entry: ModelEntry, model_path
     names = onnx_class_names(getattr(backend, "metadata", {}) or {})
     if names is not None and names != list(entry.classes):
         raise ManifestError(
-            f"{model_path}: class names in the model {names} disagree with the manifest's classes {list(entry.classes)}"
+            f"{model_path}: class names in the model {names} disagree with the manifest's classes "
+            f"{list(entry.classes)}"
         )
 
 

@@ -250,7 +250,9 @@ def _check_onnx(model_path: Path, entry: ModelEntry) -> list[str]:
     shape = list(sess.get_inputs()[0].shape)
     expected = list(entry.input_shape)
     fixed = [d if isinstance(d, int) else None for d in shape]
-    if len(fixed) != len(expected) or any(d is not None and d != e for d, e in zip(fixed, expected)):
+    if len(fixed) != len(expected) or any(
+        d is not None and d != e for d, e in zip(fixed, expected, strict=True)
+    ):
         problems.append(
             f"{model_path}: graph input shape {shape} disagrees with the manifest's input_shape {expected}"
         )

@@ -32,7 +32,7 @@ class Backend(ABC):
     def infer(self, tensor: np.ndarray) -> np.ndarray:
         """Raw network output for a batch; may be a reused buffer, valid until the next call."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (optional hook: most backends hold nothing to release)
         """Release what the backend holds (sessions, device memory)."""
 
     def describe(self) -> dict[str, Any]:

@@ -9,10 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import openvino as ov
 
 from rvm_edge.backends.base import Backend, BackendError
-
-import openvino as ov  # noqa: E402
 
 
 def compile_model(
@@ -50,7 +49,8 @@ class OpenVinoBackend(Backend):
     ) -> None:
         self.compiled = compile_model(model_path, device, precision, cache_dir, threads)
         shape = self.compiled.input(0).get_partial_shape()
-        if shape.rank.get_length() != 4 or shape.is_dynamic and not all(d.is_static for d in list(shape)[1:]):
+        fixed_chw = all(d.is_static for d in list(shape)[1:])
+        if shape.rank.get_length() != 4 or not fixed_chw:
             raise BackendError(f"{model_path}: expected a fixed-size NCHW image input, got {shape}")
         dims = [d.get_length() if d.is_static else 1 for d in shape]
         self.max_batch = dims[0]

@@ -15,7 +15,7 @@ from rvm_edge.backends.base import Backend, BackendError
 
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
-import onnxruntime as ort  # noqa: E402  (after the telemetry switch)
+import onnxruntime as ort
 
 _PREFERRED = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 _DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
