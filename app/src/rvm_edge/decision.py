@@ -44,6 +44,13 @@ class DecisionConfig:
                 f"got {self.min_area_fraction} and {self.max_area_fraction}"
             )
 
+    def covering(self, classes: tuple[str, ...] | list[str]) -> DecisionConfig:
+        """This config with every model class not mapped here mapped to ``reject`` (CLI tools on any model)."""
+        from dataclasses import replace
+
+        materials = {c: self.materials.get(c, "reject") for c in classes}
+        return replace(self, materials=materials)
+
     def check_classes(self, classes: tuple[str, ...] | list[str]) -> None:
         """Refuse at start a mapping that does not cover the model's classes (or names unknown ones)."""
         missing = [c for c in classes if c not in self.materials]

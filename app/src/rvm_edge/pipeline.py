@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class Closed(Exception):
+class QueueClosedError(Exception):
     """The queue was closed and is empty: the producer is done."""
 
 
@@ -58,7 +58,7 @@ class BoundedQueue(Generic[T]):
         dropped: T | None = None
         with self._cond:
             if self._closed:
-                raise Closed
+                raise QueueClosedError
             if len(self._items) >= self.maxsize:
                 if self.drop_oldest:
                     dropped = self._items.popleft()
@@ -66,19 +66,19 @@ class BoundedQueue(Generic[T]):
                 else:
                     self._cond.wait_for(lambda: len(self._items) < self.maxsize or self._closed)
                     if self._closed:
-                        raise Closed
+                        raise QueueClosedError
             self._items.append(item)
             self._cond.notify_all()
         if dropped is not None and self._on_drop is not None:
             self._on_drop(dropped)
 
     def get(self, timeout: float | None = None) -> T:
-        """Next item; raises :class:`Closed` once closed and empty, ``TimeoutError`` on timeout."""
+        """Next item; raises :class:`QueueClosedError` once closed and empty, ``TimeoutError`` on timeout."""
         with self._cond:
             if not self._cond.wait_for(lambda: self._items or self._closed, timeout):
                 raise TimeoutError
             if not self._items:
-                raise Closed
+                raise QueueClosedError
             item = self._items.popleft()
             self._cond.notify_all()
             return item
@@ -247,7 +247,7 @@ class Pipeline:
                     self.stats.frames_read += 1
                 try:
                     self._frames.put(frame)
-                except Closed:
+                except QueueClosedError:
                     frame.release()
                     break
         finally:
@@ -282,7 +282,7 @@ class Pipeline:
             while True:
                 try:
                     frames = self._next_batch()
-                except Closed:
+                except QueueClosedError:
                     break
                 t_start = time.perf_counter()
                 try:
@@ -325,7 +325,7 @@ class Pipeline:
             try:
                 self._segments.put(_SegmentJob(frame, result))
                 return
-            except Closed:
+            except QueueClosedError:
                 pass
         frame.release()
         self._emit_deposit(Deposit(result, None))
@@ -336,7 +336,7 @@ class Pipeline:
             while True:
                 try:
                     job = self._segments.get()
-                except Closed:
+                except QueueClosedError:
                     break
                 try:
                     self._emit_deposit(Deposit(job.result, self._segment(job)))

@@ -31,7 +31,7 @@ def mask_geometry(mask: np.ndarray, box: tuple[float, float, float, float]) -> M
     """Area, fill ratio of the box, orientation of the major axis (degrees, [0, 180)) and centroid."""
     m = mask.astype(np.uint8, copy=False)
     moments = cv2.moments(m, binaryImage=True)
-    area = int(round(moments["m00"]))
+    area = round(moments["m00"])
     x1, y1, x2, y2 = box
     box_area = max(1.0, (x2 - x1) * (y2 - y1))
     if area == 0:

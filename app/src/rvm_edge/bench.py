@@ -1,0 +1,267 @@
+"""``rvm-edge bench``: where the time and memory go, on real frames, on this machine.
+
+Measures, per frame: image decode -> letterbox -> model -> decode/NMS -> decision (``e2e``),
+the model alone (``model``), and SAM2 (encode + box decode) for accepted items. Optionally runs
+ultralytics' own pipeline on the same frames in the same run, and a soak that reports the
+resident-memory slope. Figures are printed as a table, written as JSON and plotted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import psutil
+
+from rvm_edge.decision import DecisionConfig, decide
+from rvm_edge.detector import Detector
+from rvm_edge.messages import Detection, Detections
+from rvm_edge.segment import Sam2Segmenter
+from rvm_edge.sources import IMAGE_SUFFIXES
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    return float(np.percentile(values, q)) if values else None
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def rss_mb() -> float:
+    return psutil.Process(os.getpid()).memory_info().rss / (1024.0 * 1024.0)
+
+
+def load_encoded_frames(folder: Path) -> list[tuple[str, bytes]]:
+    """Frames as encoded file bytes, so decoding is part of what is measured (as on a device)."""
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) to benchmark")
+    return [(str(p), p.read_bytes()) for p in files]
+
+
+@dataclass
+class Samples:
+    model: list[float]
+    e2e: list[float]
+    segment: list[float]
+    detections: list[Detections]
+
+
+def run_ours(
+    detector: Detector,
+    frames: list[tuple[str, bytes]],
+    decision: DecisionConfig,
+    iterations: int,
+    segmenter: Sam2Segmenter | None = None,
+    max_segments: int = 5,
+) -> Samples:
+    s = Samples([], [], [], [])
+    for i in range(iterations):
+        _, data = frames[i % len(frames)]
+        t0 = time.perf_counter()
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        if image is None:
+            continue
+        det = detector.detect(image, i)
+        verdict = decide(det, decision)
+        t1 = time.perf_counter()
+        s.e2e.append((t1 - t0) * 1e3)
+        s.model.append(det.timings_ms["model_ms"])
+        if i < len(frames):
+            s.detections.append(det)
+        if segmenter is not None and verdict.item is not None and len(s.segment) < max_segments:
+            t2 = time.perf_counter()
+            segmenter.segment(image, [verdict.item.box])
+            s.segment.append((time.perf_counter() - t2) * 1e3)
+    return s
+
+
+def run_ultralytics(
+    model_path: Path, frames: list[tuple[str, bytes]], decision: DecisionConfig, iterations: int, imgsz: int
+) -> tuple[list[float], list[Detections]]:
+    """ultralytics' own predict pipeline (its letterbox, its NMS) on the same frames, same decision."""
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    from ultralytics import YOLO
+
+    model = YOLO(str(model_path), task="detect")
+    names = model.names
+    blank = np.full((imgsz, imgsz, 3), 114, np.uint8)
+    for _ in range(2):
+        model.predict(blank, imgsz=imgsz, verbose=False)
+    e2e, dets = [], []
+    for i in range(iterations):
+        _, data = frames[i % len(frames)]
+        t0 = time.perf_counter()
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        r = model.predict(image, imgsz=imgsz, verbose=False)[0]
+        items = tuple(
+            Detection(int(c), str(names[int(c)]), float(p), tuple(float(v) for v in b))  # type: ignore[arg-type]
+            for c, p, b in zip(
+                r.boxes.cls.tolist(), r.boxes.conf.tolist(), r.boxes.xyxy.tolist(), strict=True
+            )
+        )
+        det = Detections(i, image.shape[:2], items)
+        decide(det, decision)
+        e2e.append((time.perf_counter() - t0) * 1e3)
+        if i < len(frames):
+            dets.append(det)
+    return e2e, dets
+
+
+def box_iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def detections_agree(
+    ours: Detections, ref: Detections, min_iou: float = 0.99, conf_tol: float = 0.01
+) -> bool:
+    """Same count, each matched to one of the same class with IoU and confidence within tolerance."""
+    if len(ours.items) != len(ref.items):
+        return False
+    unused = list(ref.items)
+    for d in ours.items:
+        match = next(
+            (
+                r
+                for r in unused
+                if r.class_id == d.class_id
+                and abs(r.confidence - d.confidence) <= conf_tol
+                and box_iou(r.box, d.box) >= min_iou
+            ),
+            None,
+        )
+        if match is None:
+            return False
+        unused.remove(match)
+    return True
+
+
+def soak(
+    detector: Detector, frames: list[tuple[str, bytes]], decision: DecisionConfig, n: int
+) -> dict[str, Any]:
+    """Run ``n`` frames and fit a line through the RSS samples: a leak shows as a positive slope."""
+    samples: list[tuple[int, float]] = []
+    step = max(1, n // 50)
+    for i in range(n):
+        _, data = frames[i % len(frames)]
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        decide(detector.detect(image, i), decision)
+        if i % step == 0:
+            samples.append((i, rss_mb()))
+    warm = samples[len(samples) // 5 :]  # the first fifth settles allocator pools and caches
+    x = np.array([s[0] for s in warm], float)
+    y = np.array([s[1] for s in warm], float)
+    slope = float(np.polyfit(x, y, 1)[0]) * 1000.0 if len(warm) >= 2 else 0.0
+    return {
+        "soak_frames": n,
+        "soak_rss_start_mb": samples[0][1],
+        "soak_rss_end_mb": samples[-1][1],
+        "rss_slope_mb_per_1k_frames": slope,
+        "rss_flat": abs(slope) < 1.0,
+        "soak_rss_samples": samples,
+    }
+
+
+def summarize(backend: dict[str, Any], ours: Samples, wall_s: float, iterations: int) -> dict[str, Any]:
+    return {
+        "backend": backend.get("backend"),
+        "backend_detail": backend,
+        "frames": iterations,
+        "model_ms_p50": percentile(ours.model, 50),
+        "model_ms_p95": percentile(ours.model, 95),
+        "e2e_ms_p50": percentile(ours.e2e, 50),
+        "e2e_ms_p95": percentile(ours.e2e, 95),
+        "e2e_over_model": (percentile(ours.e2e, 50) or 0) / (percentile(ours.model, 50) or 1),
+        "segment_ms_p50": percentile(ours.segment, 50),
+        "full_item_ms_p50": (percentile(ours.e2e, 50) or 0) + percentile(ours.segment, 50)
+        if ours.segment
+        else None,
+        "fps": len(ours.e2e) / wall_s if wall_s > 0 else None,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def format_table(report: dict[str, Any]) -> str:
+    rows = [
+        ("backend", report.get("backend")),
+        ("input", "x".join(str(v) for v in report.get("backend_detail", {}).get("input_shape", []))),
+        ("frames", report.get("frames")),
+        ("model ms p50 / p95", _pair(report, "model_ms")),
+        ("e2e ms p50 / p95 (decode->decision)", _pair(report, "e2e_ms")),
+        ("e2e / model", _fmt(report.get("e2e_over_model"), "{:.2f}x")),
+        ("segment ms p50 (SAM2 encode+decode)", _fmt(report.get("segment_ms_p50"))),
+        ("full item ms p50", _fmt(report.get("full_item_ms_p50"))),
+        ("fps (sequential)", _fmt(report.get("fps"))),
+        ("peak RSS MB", _fmt(report.get("peak_rss_mb"))),
+    ]
+    if "ultralytics_e2e_ms_p50" in report:
+        rows += [
+            ("ultralytics e2e ms p50", _fmt(report["ultralytics_e2e_ms_p50"])),
+            ("speed-up vs ultralytics", _fmt(report.get("ultralytics_speedup"), "{:.2f}x")),
+            ("frames with equal detections", _fmt(report.get("equal_detections_fraction"), "{:.0%}")),
+        ]
+    if "rss_slope_mb_per_1k_frames" in report:
+        rows += [
+            ("soak frames", report["soak_frames"]),
+            ("RSS slope MB / 1k frames", _fmt(report["rss_slope_mb_per_1k_frames"], "{:+.3f}")),
+            ("RSS flat", report["rss_flat"]),
+        ]
+    width = max(len(r[0]) for r in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def _fmt(v: Any, spec: str = "{:.1f}") -> str:
+    return "-" if v is None else spec.format(v)
+
+
+def _pair(report: dict[str, Any], key: str) -> str:
+    return f"{_fmt(report.get(key + '_p50'))} / {_fmt(report.get(key + '_p95'))}"
+
+
+def plot(report: dict[str, Any], ours: Samples, ultra_e2e: list[float] | None, out: Path) -> None:
+    """Latency distributions (and RSS during the soak) as one PNG; matplotlib is imported only here."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    soak_samples = report.get("soak_rss_samples")
+    fig, axes = plt.subplots(
+        1, 2 if soak_samples else 1, figsize=(11 if soak_samples else 6, 4), squeeze=False
+    )
+    ax = axes[0][0]
+    series = [("model", ours.model), ("e2e", ours.e2e)]
+    if ultra_e2e:
+        series.append(("ultralytics e2e", ultra_e2e))
+    ax.boxplot([s for _, s in series], showfliers=False)
+    ax.set_xticks(range(1, len(series) + 1), [n for n, _ in series])
+    ax.set_ylabel("ms per frame")
+    ax.set_title(f"{report['backend']} — p50 e2e {report['e2e_ms_p50']:.1f} ms")
+    if soak_samples:
+        ax2 = axes[0][1]
+        ax2.plot([s[0] for s in soak_samples], [s[1] for s in soak_samples])
+        ax2.set_xlabel("frame")
+        ax2.set_ylabel("RSS MB")
+        ax2.set_title(f"soak: {report['rss_slope_mb_per_1k_frames']:+.3f} MB / 1k frames")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+
+
+def write_json(report: dict[str, Any], out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

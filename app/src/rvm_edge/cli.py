@@ -1,0 +1,329 @@
+"""The ``rvm-edge`` command line (argparse): detect, stream, bench, models verify|export, version.
+
+Errors a user can fix (a bad path, a corrupt model, an unknown backend) end with one clear
+line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from rvm_edge import __version__
+
+EXIT_USAGE = 2
+
+
+class UserError(Exception):
+    """Something the user can fix; printed without a traceback."""
+
+
+def default_manifest() -> Path:
+    """``$RVM_EDGE_MANIFEST``, else the lab models of a source checkout (``app/models/lab``)."""
+    env = os.environ.get("RVM_EDGE_MANIFEST")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        candidate = parent / "models" / "lab" / "manifest.json"
+        if candidate.is_file():
+            return candidate
+    return Path("models/lab/manifest.json")
+
+
+def default_sam2_manifest(detector_manifest: Path) -> Path:
+    return Path(os.environ.get("RVM_EDGE_SAM2_MANIFEST", detector_manifest.parent / "sam2" / "manifest.json"))
+
+
+def _detector_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--manifest", type=Path, default=None, help="model manifest (default: $RVM_EDGE_MANIFEST or lab)"
+    )
+    p.add_argument("--backend", default="onnxruntime", help="onnxruntime | openvino | tensorrt | ultralytics")
+    p.add_argument("--model", default=None, help="model name in the manifest (default: the detector)")
+    p.add_argument("--engine", type=Path, default=None, help="device-built engine file (tensorrt backend)")
+    p.add_argument("--conf", type=float, default=0.25, help="detector confidence threshold")
+    p.add_argument("--iou", type=float, default=0.7, help="NMS IoU threshold")
+    p.add_argument("--threads", type=int, default=0, help="inference threads (0: backend default)")
+    p.add_argument("--precision", default="f32", help="OpenVINO inference precision (f32 | bf16 | f16)")
+    p.add_argument("--cache-dir", type=Path, default=None, help="OpenVINO compiled-model cache")
+
+
+def _load_detector(args: argparse.Namespace, batch: int = 1):
+    from rvm_edge.detector import DetectorConfig, load_detector
+
+    manifest = args.manifest or default_manifest()
+    options: dict[str, object] = {"threads": args.threads, "batch": batch}
+    if args.backend == "openvino":
+        options.update(precision=args.precision, cache_dir=args.cache_dir)
+    return load_detector(
+        manifest,
+        args.backend,
+        args.model,
+        DetectorConfig(args.conf, args.iou),
+        engine_path=args.engine,
+        **options,
+    )
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    import cv2
+
+    from rvm_edge.decision import DecisionConfig, decide
+
+    detector = _load_detector(args)
+    decision = DecisionConfig().covering(detector.classes)
+    unreadable = 0
+    for i, name in enumerate(args.images):
+        image = cv2.imread(name, cv2.IMREAD_COLOR)
+        if image is None:
+            unreadable += 1
+            print(f"rvm-edge: skipping {name}: not a readable image", file=sys.stderr)
+            continue
+        det = detector.detect(image, i)
+        verdict = decide(det, decision)
+        line = {
+            "image": name,
+            "detections": [d.to_json() for d in det.items],
+            "decision": verdict.verdict.value,
+            "reason": verdict.reason,
+        }
+        if args.json:
+            print(json.dumps(line), flush=True)
+        else:
+            print(f"{name}: {verdict.verdict.value} — {verdict.reason} ({len(det.items)} detections)")
+    return 1 if unreadable == len(args.images) else 0
+
+
+def cmd_stream(args: argparse.Namespace) -> int:
+    """Run the pipeline on a source and print one JSON line per decision (Ctrl-C stops and drains)."""
+    from rvm_edge.decision import DecisionConfig
+    from rvm_edge.pipeline import Pipeline, PipelineConfig
+    from rvm_edge.sources import open_source
+
+    detector = _load_detector(args)
+    segmenter = _maybe_segmenter(args, detector_manifest=args.manifest or default_manifest())
+
+    class PrintSink:
+        def on_result(self, result) -> None:
+            d = result.decision
+            line = {
+                "frame": result.frame_index,
+                "source": result.source,
+                "decision": d.verdict.value,
+                "reason": d.reason,
+                "detections": [x.to_json() for x in result.detections.items],
+                "e2e_ms": round(result.timings_ms["e2e_ms"], 2),
+            }
+            print(json.dumps(line), flush=True)
+
+        def on_deposit(self, deposit) -> None:
+            if deposit.segmentation is not None:
+                g = deposit.segmentation.geometry
+                print(
+                    json.dumps(
+                        {
+                            "frame": deposit.result.frame_index,
+                            "mask": deposit.segmentation.mask_path,
+                            "area_px": g.area_px,
+                            "fill_ratio": round(g.fill_ratio, 3),
+                            "orientation_deg": round(g.orientation_deg, 1),
+                        }
+                    ),
+                    flush=True,
+                )
+
+    source = open_source(args.source, loop=args.loop)
+    config = PipelineConfig(segment=segmenter is not None, mask_dir=args.mask_dir)
+    pipe = Pipeline(
+        source, detector, DecisionConfig().covering(detector.classes), segmenter, [PrintSink()], config
+    )
+    pipe.start()
+    try:
+        while not pipe.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        pipe.stop()
+    s = pipe.stats
+    print(
+        f"rvm-edge: {s.frames_processed} frames processed, {s.frames_dropped} dropped, "
+        f"{s.frames_unreadable} unreadable, {s.source_reconnects} reconnects, {s.errors} errors",
+        file=sys.stderr,
+    )
+    if pipe.failure is not None:
+        raise UserError(f"pipeline stopped: {pipe.failure}")
+    return 0
+
+
+def _maybe_segmenter(args: argparse.Namespace, detector_manifest: Path):
+    if getattr(args, "no_segment", False):
+        return None
+    path = args.sam2_manifest or default_sam2_manifest(detector_manifest)
+    if not path.is_file():
+        if args.sam2_manifest:
+            raise UserError(f"{path}: SAM2 manifest not found; build it with `make -C app sam2-lab`")
+        print(f"rvm-edge: no SAM2 models at {path}: segmentation off", file=sys.stderr)
+        return None
+    from rvm_edge.segment import load_segmenter
+
+    return load_segmenter(path, args.threads)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from rvm_edge import bench
+    from rvm_edge.decision import DecisionConfig
+
+    frames = bench.load_encoded_frames(args.frames_dir)
+    detector = _load_detector(args)
+    decision = DecisionConfig().covering(detector.classes)
+    segmenter = _maybe_segmenter(args, detector_manifest=args.manifest or default_manifest())
+    detector.warm_up(3)
+    iterations = max(args.iterations, len(frames))
+    t0 = time.perf_counter()
+    ours = bench.run_ours(detector, frames, decision, iterations, None)
+    wall = time.perf_counter() - t0
+    if segmenter is not None:
+        seg = bench.run_ours(detector, frames, decision, len(frames), segmenter, args.segment_items)
+        ours.segment = seg.segment
+    report = bench.summarize(detector.backend.describe(), ours, wall, len(ours.e2e))
+    report["rss_all_models_loaded_mb"] = bench.rss_mb()
+    if args.soak:
+        report.update(bench.soak(detector, frames, decision, args.soak))
+    ultra = None
+    if args.compare_ultralytics:
+        from rvm_edge.manifest import load_manifest
+
+        m = load_manifest(args.manifest or default_manifest())
+        entry = m.by_name(args.model) if args.model else m.by_role("detector")
+        model_path = args.ultralytics_model or m.file_path(entry)
+        ultra, ref = bench.run_ultralytics(model_path, frames, decision, iterations, entry.input_shape[-1])
+        report["ultralytics_model"] = str(model_path)
+        report["ultralytics_e2e_ms_p50"] = bench.percentile(ultra, 50)
+        report["ultralytics_e2e_ms_p95"] = bench.percentile(ultra, 95)
+        report["ultralytics_speedup"] = report["ultralytics_e2e_ms_p50"] / report["e2e_ms_p50"]
+        agree = [bench.detections_agree(a, b) for a, b in zip(ours.detections, ref, strict=False)]
+        report["equal_detections_fraction"] = sum(agree) / len(agree) if agree else None
+    print(bench.format_table(report))
+    if args.json:
+        bench.write_json(report, args.json)
+    if args.plot:
+        bench.plot(report, ours, ultra, args.plot)
+    return 0
+
+
+def cmd_models_verify(args: argparse.Namespace) -> int:
+    from rvm_edge.manifest import verify
+
+    paths = args.manifests or [default_manifest()]
+    failed = False
+    for path in paths:
+        problems = verify(path)
+        if problems:
+            failed = True
+            for p in problems:
+                print(f"FAIL {p}", file=sys.stderr)
+        else:
+            print(f"ok   {path}")
+    return 1 if failed else 0
+
+
+def cmd_version(_: argparse.Namespace) -> int:
+    print(__version__)
+    return 0
+
+
+def _register_toolchain(models_sub: argparse._SubParsersAction) -> None:
+    """``models export`` belongs to the model toolchain (needs the export extra); absent -> explained."""
+    try:
+        from rvm_edge.toolchain import cli as toolchain_cli
+    except ImportError:
+        toolchain_cli = None
+    if toolchain_cli is not None and hasattr(toolchain_cli, "register"):
+        toolchain_cli.register(models_sub)
+        return
+    p = models_sub.add_parser("export", help="export models (needs the export extra)")
+
+    def unavailable(_: argparse.Namespace) -> int:
+        raise UserError("`models export` needs the model toolchain: install with `make -C app export-venv`")
+
+    p.set_defaults(func=unavailable)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rvm-edge", description="RVM edge inference service")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("detect", help="detect and decide on images, one line per image")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    _detector_args(p)
+    p.set_defaults(func=cmd_detect)
+
+    p = sub.add_parser("stream", help="run the pipeline on a camera, video or image folder")
+    p.add_argument("source", help="0 | /dev/video0 | csi | GStreamer pipeline | video file | image folder")
+    p.add_argument("--loop", action="store_true", help="loop a file source")
+    p.add_argument("--mask-dir", type=Path, default=None, help="write SAM2 mask PNGs here")
+    p.add_argument("--sam2-manifest", type=Path, default=None)
+    p.add_argument("--no-segment", action="store_true", help="switch SAM2 off")
+    _detector_args(p)
+    p.set_defaults(func=cmd_stream)
+
+    p = sub.add_parser("bench", help="benchmark the pipeline on a folder of frames")
+    p.add_argument("frames_dir", type=Path)
+    p.add_argument("--json", type=Path, default=None, help="write the report as JSON here")
+    p.add_argument("--plot", type=Path, default=None, help="write a PNG plot here")
+    p.add_argument("--iterations", type=int, default=100, help="frames to time (cycles the folder)")
+    p.add_argument(
+        "--soak", type=int, default=0, metavar="N", help="also run N frames and report the RSS slope"
+    )
+    p.add_argument(
+        "--compare-ultralytics", action="store_true", help="also time ultralytics on the same frames"
+    )
+    p.add_argument(
+        "--ultralytics-model", type=Path, default=None, help="model for ultralytics (default: same)"
+    )
+    p.add_argument("--sam2-manifest", type=Path, default=None)
+    p.add_argument("--no-segment", action="store_true", help="skip SAM2")
+    p.add_argument("--segment-items", type=int, default=5, help="accepted items to segment")
+    _detector_args(p)
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("models", help="model files: verify (and export with the toolchain)")
+    models_sub = p.add_subparsers(dest="models_command", required=True)
+    v = models_sub.add_parser("verify", help="check model files against their manifest")
+    v.add_argument("manifests", nargs="*", type=Path, help="manifest.json files (default: the lab manifest)")
+    v.set_defaults(func=cmd_models_verify)
+    _register_toolchain(models_sub)
+
+    p = sub.add_parser("version", help="print the version")
+    p.set_defaults(func=cmd_version)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
+    )
+    from rvm_edge.backends.base import BackendError
+    from rvm_edge.manifest import ManifestError
+    from rvm_edge.sources import SourceError
+
+    try:
+        return int(args.func(args))
+    except (UserError, ManifestError, BackendError, SourceError, ValueError, FileNotFoundError) as exc:
+        print(f"rvm-edge: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
