@@ -1,4 +1,3 @@
-#!/usr/bin/python
 """Ansible module rvm_release: the release directory of rvm-edge on one device.
 
 The logic lives in module_utils (bundle format, on-disk store, per-state plans); this file is the

@@ -29,7 +29,7 @@ if str(MODULE_UTILS) not in ansible.module_utils.__path__:
 if str(LIBRARY) not in sys.path:
     sys.path.insert(0, str(LIBRARY))
 
-import rvm_release  # noqa: E402  (needs the path set up above)
+import rvm_release
 
 DELETE = object()
 AddMembers = Callable[[tarfile.TarFile], None]
@@ -116,6 +116,10 @@ class ModuleRun:
             rvm_release.main()
         result: dict[str, Any] = json.loads(out.getvalue())
         result["rc"] = exit_info.value.code
+        # ansible-core 2.19 reports warnings as structured summaries; tests read the text.
+        result["warning_msgs"] = [
+            w["event"]["msg"] if isinstance(w, dict) else str(w) for w in result.get("warnings", [])
+        ]
         return result
 
 

@@ -118,7 +118,11 @@ CASES: dict[str, tuple[Builder, dict[str, Any], list[str]]] = {
         {},
         ["symlink", "outside the bundle"],
     ),
-    "hard link": (lambda d: make_bundle(d, "2.0.0", add_members=_hardlink), {}, ["hard link", "models/hard.onnx"]),
+    "hard link": (
+        lambda d: make_bundle(d, "2.0.0", add_members=_hardlink),
+        {},
+        ["hard link", "models/hard.onnx"],
+    ),
     "wrong arch by name": (
         lambda d: make_bundle(d, "2.0.0", "aarch64"),
         {},
@@ -152,7 +156,11 @@ CASES: dict[str, tuple[Builder, dict[str, Any], list[str]]] = {
         {},
         ["must sit at the archive root", "rvm-edge-2.0.0/MANIFEST.json"],
     ),
-    "manifest not json": (lambda d: make_bundle(d, "2.0.0", raw_manifest=b"{nope"), {}, ["not valid UTF-8 JSON"]),
+    "manifest not json": (
+        lambda d: make_bundle(d, "2.0.0", raw_manifest=b"{nope"),
+        {},
+        ["not valid UTF-8 JSON"],
+    ),
     "manifest missing key": (
         lambda d: make_bundle(d, "2.0.0", manifest_patch={"arch": DELETE}),
         {},
@@ -183,7 +191,11 @@ CASES: dict[str, tuple[Builder, dict[str, Any], list[str]]] = {
         {},
         ["wheel: 'other.whl' must be a '.whl' path that is listed under files"],
     ),
-    "bad file name": (lambda d: make_bundle(d, "2.0.0", name="release.tgz"), {}, ["rvm-edge-<version>-<arch>.tar.gz"]),
+    "bad file name": (
+        lambda d: make_bundle(d, "2.0.0", name="release.tgz"),
+        {},
+        ["rvm-edge-<version>-<arch>.tar.gz"],
+    ),
     "bundle checksum mismatch": (
         lambda d: make_bundle(d, "2.0.0"),
         {"bundle_sha256": "0" * 64},
