@@ -38,7 +38,8 @@ def _local_font() -> Path:
     raise OfflineSetupError(
         "no local TrueType font to stand in for Arial (looked at "
         + ", ".join(str(c) for c in candidates)
-        + "); install matplotlib into the export venv (`make -C app export-venv`) or `apt-get install fonts-dejavu-core`"
+        + "); install matplotlib into the export venv (`make -C app export-venv`) "
+        "or `apt-get install fonts-dejavu-core`"
     )
 
 
@@ -57,7 +58,6 @@ def prepare() -> Path:
     """Switch off network use and install stand-in fonts; returns the ultralytics config dir."""
     os.environ.setdefault("YOLO_OFFLINE", "1")
     os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
-    os.environ.setdefault("YOLO_VERBOSE", "False")
     config_dir = ultralytics_config_dir()
     config_dir.mkdir(parents=True, exist_ok=True)
     missing = [name for name in ULTRALYTICS_FONTS if not (config_dir / name).is_file()]
