@@ -45,7 +45,7 @@ class DecisionConfig:
             )
 
     def covering(self, classes: tuple[str, ...] | list[str]) -> DecisionConfig:
-        """This config with every model class not mapped here mapped to ``reject`` (CLI tools on any model)."""
+        """This config with every model class it does not map mapped to ``reject`` (CLI tools, any model)."""
         from dataclasses import replace
 
         materials = {c: self.materials.get(c, "reject") for c in classes}

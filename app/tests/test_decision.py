@@ -1,0 +1,69 @@
+"""Accept/reject rules, each with the reason a technician at the machine would read."""
+
+from __future__ import annotations
+
+import pytest
+
+from rvm_edge.decision import DecisionConfig, decide
+from rvm_edge.messages import Detection, Detections, Verdict
+
+CFG = DecisionConfig(class_min_confidence={"can": 0.7})
+H, W = 480, 640
+
+
+def dets(*items: tuple[str, float, tuple[float, float, float, float]]) -> Detections:
+    ids = {"bottle": 0, "can": 1, "other": 2}
+    return Detections(0, (H, W), tuple(Detection(ids[c], c, p, b) for c, p, b in items))
+
+
+def test_one_confident_bottle_in_the_middle_is_accepted_as_plastic() -> None:
+    d = decide(dets(("bottle", 0.91, (200, 100, 300, 400))), CFG)
+    assert d.verdict is Verdict.ACCEPTED and d.material == "plastic"
+    assert d.reason == "plastic bottle, 91% confidence"
+
+
+def test_empty_view() -> None:
+    d = decide(dets(("bottle", 0.1, (200, 100, 300, 400))), CFG)  # below presence: noise
+    assert d.verdict is Verdict.REJECTED and d.reason == "no item recognised in view"
+
+
+def test_two_items_in_view() -> None:
+    d = decide(dets(("bottle", 0.9, (10, 10, 100, 100)), ("can", 0.8, (300, 100, 400, 300))), CFG)
+    assert d.verdict is Verdict.REJECTED
+    assert d.reason == "2 items in view (bottle, can): insert one item at a time"
+
+
+def test_class_mapped_to_reject() -> None:
+    d = decide(dets(("other", 0.95, (200, 100, 300, 400))), CFG)
+    assert d.verdict is Verdict.REJECTED and "'other' is not an accepted container" in d.reason
+
+
+def test_per_class_confidence_threshold() -> None:
+    d = decide(dets(("can", 0.65, (200, 100, 300, 400))), CFG)
+    assert d.verdict is Verdict.REJECTED and "only 65% confidence (needs 70%)" in d.reason
+    assert decide(dets(("bottle", 0.65, (200, 100, 300, 400))), CFG).accepted  # bottle needs 50%
+
+
+@pytest.mark.parametrize(
+    ("box", "side"),
+    [((0, 100, 100, 300), "left"), ((200, 100, 300, 480), "bottom"), ((540, 0, 640, 100), "top and right")],
+)
+def test_item_cut_by_the_frame_edge(box: tuple[float, float, float, float], side: str) -> None:
+    d = decide(dets(("bottle", 0.9, box)), CFG)
+    assert d.verdict is Verdict.REJECTED and f"cut by the {side} edge" in d.reason
+
+
+def test_size_bounds() -> None:
+    small = decide(dets(("bottle", 0.9, (300, 200, 310, 210))), CFG)
+    assert small.verdict is Verdict.REJECTED and "too small: covers 0.0% of the image" in small.reason
+    big = decide(dets(("bottle", 0.9, (5, 5, 635, 475))), DecisionConfig(max_area_fraction=0.5))
+    assert big.verdict is Verdict.REJECTED and "too large" in big.reason and "50%" in big.reason
+
+
+def test_bad_config_is_refused_with_the_key() -> None:
+    with pytest.raises(ValueError, match=r"decision.materials: \{'bottle': 'paper'\}"):
+        DecisionConfig(materials={"bottle": "paper"})
+    with pytest.raises(ValueError, match="decision.min_area_fraction must be below"):
+        DecisionConfig(min_area_fraction=0.5, max_area_fraction=0.1)
+    with pytest.raises(ValueError, match=r"missing \['glass_jar'\]"):
+        CFG.check_classes(["bottle", "can", "other", "glass_jar"])
