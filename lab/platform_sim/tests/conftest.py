@@ -72,7 +72,12 @@ class SimServer:
             headers["X-RVM-API-KEY"] = key
         with requests.Session() as session:
             return session.post(
-                self.edge_url(endpoint), headers=headers, json=json_body, files=files, data=data, timeout=timeout
+                self.edge_url(endpoint),
+                headers=headers,
+                json=json_body,
+                files=files,
+                data=data,
+                timeout=timeout,
             )
 
     def wait_for_line(self, predicate: Callable[[dict[str, Any]], bool], timeout: float) -> dict[str, Any]:
@@ -114,9 +119,17 @@ def launch(args: list[str], env: dict[str, str] | None = None) -> subprocess.Pop
 
 
 def start_sim(
-    tmp: Path, *, extra_args: list[str] | None = None, env: dict[str, str] | None = None, db: Path | None = None
+    tmp: Path,
+    *,
+    extra_args: list[str] | None = None,
+    env: dict[str, str] | None = None,
+    db: Path | None = None,
+    token_arg: bool = True,
 ) -> SimServer:
-    """Run ``python -m rvm_platform_sim --port 0`` and wait for its ``listening`` log line."""
+    """Run ``python -m rvm_platform_sim --port 0`` and wait for its ``listening`` log line.
+
+    ``token_arg=False`` leaves out ``--admin-token-file`` (the token then comes from ``env``).
+    """
     token_file = tmp / "admin-token"
     if not token_file.exists():
         token_file.write_text(secrets.token_hex(24) + "\n")
@@ -127,8 +140,7 @@ def start_sim(
         "0",
         "--db",
         str(db or tmp / "sim.sqlite3"),
-        "--admin-token-file",
-        str(token_file),
+        *(["--admin-token-file", str(token_file)] if token_arg else []),
         *(extra_args or []),
     ]
     process = launch(args, env)
@@ -183,7 +195,12 @@ def png_bytes(width: int = 4, height: int = 3, seed: int = 0) -> bytes:
         for y in range(height)
     )
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
 
 
 def jpeg_bytes(size: int = 64, seed: int = 0) -> bytes:
@@ -227,7 +244,10 @@ def deposit_form() -> Callable[..., dict[str, Any]]:
         parts: dict[str, Any] = {
             "image": ("item.jpg", jpeg_bytes(), "image/jpeg"),
             "status": (None, "ACCEPTED"),
-            "data": (None, json.dumps({"deposit_id": "7f1c0c52-4f7e-4c1e-9d55-1a2b3c4d5e6f", "class": "bottle"})),
+            "data": (
+                None,
+                json.dumps({"deposit_id": "7f1c0c52-4f7e-4c1e-9d55-1a2b3c4d5e6f", "class": "bottle"}),
+            ),
             "session_id": (None, "session-42"),
         }
         for name, value in overrides.items():

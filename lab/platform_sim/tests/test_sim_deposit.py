@@ -14,7 +14,10 @@ if TYPE_CHECKING:
 
     from conftest import Images, SimServer
 
-IMAGE_MESSAGES = ["The image field must be an image.", "The image field must be a file of type: jpeg, png, jpg."]
+IMAGE_MESSAGES = [
+    "The image field must be an image.",
+    "The image field must be a file of type: jpeg, png, jpg.",
+]
 
 
 def test_deposit_reply_is_201_with_the_ai_result(
@@ -26,7 +29,10 @@ def test_deposit_reply_is_201_with_the_ai_result(
     assert body["status"] == "success"
     assert body["message"] == "Deposit processed"
     assert set(body["data"]) == {"image_url", "ai_result", "processed_at"}
-    assert body["data"]["ai_result"] == {"deposit_id": "7f1c0c52-4f7e-4c1e-9d55-1a2b3c4d5e6f", "class": "bottle"}
+    assert body["data"]["ai_result"] == {
+        "deposit_id": "7f1c0c52-4f7e-4c1e-9d55-1a2b3c4d5e6f",
+        "class": "bottle",
+    }
     assert datetime.fromisoformat(body["data"]["processed_at"]).utcoffset() is not None
 
 
@@ -57,7 +63,9 @@ def test_image_url_serves_the_uploaded_image(
     sim: SimServer, machine: dict[str, Any], deposit_form: Callable[..., dict[str, Any]], images: type[Images]
 ) -> None:
     image = images.jpeg(seed=9)
-    body = sim.edge("deposit", machine["api_key"], files=deposit_form(image=("i.jpg", image, "image/jpeg"))).json()
+    body = sim.edge(
+        "deposit", machine["api_key"], files=deposit_form(image=("i.jpg", image, "image/jpeg"))
+    ).json()
     fetched = sim.http.get(body["data"]["image_url"], timeout=10)
     assert fetched.status_code == 200 and fetched.content == image
 
@@ -87,7 +95,12 @@ def test_size_limit_is_5120_kilobytes(
     sim: SimServer, machine: dict[str, Any], deposit_form: Callable[..., dict[str, Any]], images: type[Images]
 ) -> None:
     at_limit = images.jpeg(size=5120 * 1024)
-    assert sim.edge("deposit", machine["api_key"], files=deposit_form(image=("a.jpg", at_limit, "image/jpeg"))).status_code == 201
+    assert (
+        sim.edge(
+            "deposit", machine["api_key"], files=deposit_form(image=("a.jpg", at_limit, "image/jpeg"))
+        ).status_code
+        == 201
+    )
     over = images.jpeg(size=5120 * 1024 + 1)
     reply = sim.edge("deposit", machine["api_key"], files=deposit_form(image=("a.jpg", over, "image/jpeg")))
     assert reply.status_code == 422
@@ -118,7 +131,9 @@ def test_each_part_is_validated(
     assert sim.admin_ok("GET", "/deposits") == []
 
 
-def test_json_body_instead_of_multipart_lists_every_missing_part(sim: SimServer, machine: dict[str, Any]) -> None:
+def test_json_body_instead_of_multipart_lists_every_missing_part(
+    sim: SimServer, machine: dict[str, Any]
+) -> None:
     reply = sim.edge("deposit", machine["api_key"], json_body={"status": "ACCEPTED"})
     assert reply.status_code == 422
     assert set(reply.json()["errors"]) == {"image", "data"}

@@ -44,7 +44,11 @@ def test_handshake_reply_has_the_platform_shape(sim: SimServer, machine: dict[st
     assert body["message"] == "Handshake successful. Configuration synced."
     data = body["data"]
     assert set(data) == {"identity", "kiosk", "websocket", "policy", "ai_model"}
-    assert data["identity"] == {"rvm_id": machine["id"], "rvm_uuid": machine["uuid"], "rvm_name": "RVM Mall A"}
+    assert data["identity"] == {
+        "rvm_id": machine["id"],
+        "rvm_uuid": machine["uuid"],
+        "rvm_name": "RVM Mall A",
+    }
     assert len(data["identity"]["rvm_uuid"]) == 36
     assert set(data["kiosk"]) == {"url", "timezone"} and data["kiosk"]["timezone"] == "Asia/Jakarta"
     assert "signature=" in data["kiosk"]["url"]
@@ -67,7 +71,11 @@ def test_handshake_is_recorded_and_updates_the_machine(sim: SimServer, machine: 
     assert record["machine_id"] == machine["id"]
     assert record["body"] == FULL_HANDSHAKE
     after = sim.admin_ok("GET", f"/machines/{machine['id']}")
-    assert (after["hardware_id"], after["ip_local"], after["ip_vpn"]) == ("jetson-0001", "192.168.1.20", "10.147.17.5")
+    assert (after["hardware_id"], after["ip_local"], after["ip_vpn"]) == (
+        "jetson-0001",
+        "192.168.1.20",
+        "10.147.17.5",
+    )
     assert after["last_handshake_at"] is not None
 
 
@@ -99,7 +107,12 @@ def test_a_body_that_is_not_json_reads_as_no_fields(sim: SimServer, machine: dic
 @pytest.mark.parametrize(
     ("field", "value", "path", "message"),
     [
-        ("hardware_id", "h" * 101, "hardware_id", "The hardware id field must not be greater than 100 characters."),
+        (
+            "hardware_id",
+            "h" * 101,
+            "hardware_id",
+            "The hardware id field must not be greater than 100 characters.",
+        ),
         ("hardware_id", 17, "hardware_id", "The hardware id field must be a string."),
         ("name", "n" * 256, "name", "The name field must not be greater than 255 characters."),
         ("ip_local", "192.168.1", "ip_local", "The ip local field must be a valid IP address."),
@@ -156,14 +169,24 @@ def test_each_rule_has_its_laravel_message(
     assert reply.json()["message"] == message
 
 
-def test_policy_and_target_model_set_by_admin_reach_the_device(sim: SimServer, machine: dict[str, Any]) -> None:
+def test_policy_and_target_model_set_by_admin_reach_the_device(
+    sim: SimServer, machine: dict[str, Any]
+) -> None:
     mid = machine["id"]
-    sim.admin_ok("PATCH", f"/machines/{mid}/policy", json={"is_maintenance_mode": True, "bin_full_threshold_percent": 80})
+    sim.admin_ok(
+        "PATCH",
+        f"/machines/{mid}/policy",
+        json={"is_maintenance_mode": True, "bin_full_threshold_percent": 80},
+    )
     digest = "0123456789abcdef" * 4
     sim.admin_ok(
         "PUT",
         f"/machines/{mid}/ai-model",
-        json={"target_version": "v2.1.0", "hash": digest, "update_source_url": "http://models.lab/v2.1.0.onnx"},
+        json={
+            "target_version": "v2.1.0",
+            "hash": digest,
+            "update_source_url": "http://models.lab/v2.1.0.onnx",
+        },
     )
     data = sim.edge("handshake", machine["api_key"], json_body=FULL_HANDSHAKE).json()["data"]
     assert data["policy"]["is_maintenance_mode"] is True
@@ -178,7 +201,9 @@ def test_policy_and_target_model_set_by_admin_reach_the_device(sim: SimServer, m
 def test_wrong_method_and_unknown_route_are_laravel_json(sim: SimServer) -> None:
     wrong = sim.http.get(sim.edge_url("handshake"), timeout=10)
     assert wrong.status_code == 405
-    assert re.match(r"The GET method is not supported for route api/v1/edge/handshake\.", wrong.json()["message"])
+    assert re.match(
+        r"The GET method is not supported for route api/v1/edge/handshake\.", wrong.json()["message"]
+    )
     missing = sim.http.post(sim.edge_url("nope"), json={}, timeout=10)
     assert missing.status_code == 404
     assert missing.json() == {"message": "The route api/v1/edge/nope could not be found."}

@@ -15,7 +15,10 @@ def _batch(n: int) -> dict[str, Any]:
         "transactions": [
             {
                 "timestamp": f"2026-11-29T10:{i:02d}:00+07:00",
-                "items": [{"type": "plastic", "weight": 0.025, "points": 10}, {"type": "can", "weight": 0.015, "points": 5}],
+                "items": [
+                    {"type": "plastic", "weight": 0.025, "points": 10},
+                    {"type": "can", "weight": 0.015, "points": 5},
+                ],
             }
             for i in range(n)
         ]
@@ -25,7 +28,11 @@ def _batch(n: int) -> dict[str, Any]:
 def test_batch_is_stored_and_counted(sim: SimServer, machine: dict[str, Any]) -> None:
     reply = sim.edge("sync-offline", machine["api_key"], json_body=_batch(3))
     assert reply.status_code == 200
-    assert reply.json() == {"status": "success", "message": "Synced 3 offline transactions", "synced_count": 3}
+    assert reply.json() == {
+        "status": "success",
+        "message": "Synced 3 offline transactions",
+        "synced_count": 3,
+    }
     stored = sim.admin_ok("GET", "/offline-transactions")
     assert [t["timestamp"] for t in stored] == [f"2026-11-29T10:{i:02d}:00+07:00" for i in range(3)]
     assert stored[0]["items"] == _batch(1)["transactions"][0]["items"]
@@ -35,11 +42,19 @@ def test_batch_is_stored_and_counted(sim: SimServer, machine: dict[str, Any]) ->
 
 def test_empty_batch_syncs_zero(sim: SimServer, machine: dict[str, Any]) -> None:
     reply = sim.edge("sync-offline", machine["api_key"], json_body={"transactions": []})
-    assert reply.json() == {"status": "success", "message": "Synced 0 offline transactions", "synced_count": 0}
+    assert reply.json() == {
+        "status": "success",
+        "message": "Synced 0 offline transactions",
+        "synced_count": 0,
+    }
 
 
-@pytest.mark.parametrize("body", [{}, {"transactions": "[]"}, {"transactions": 3}, {"transactions": None}, []])
-def test_transactions_not_an_array_is_invalid_format(sim: SimServer, machine: dict[str, Any], body: Any) -> None:
+@pytest.mark.parametrize(
+    "body", [{}, {"transactions": "[]"}, {"transactions": 3}, {"transactions": None}, []]
+)
+def test_transactions_not_an_array_is_invalid_format(
+    sim: SimServer, machine: dict[str, Any], body: Any
+) -> None:
     reply = sim.edge("sync-offline", machine["api_key"], json_body=body)
     assert reply.status_code == 422
     assert reply.json() == {"status": "error", "message": "Invalid format"}

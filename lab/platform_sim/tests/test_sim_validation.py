@@ -25,7 +25,10 @@ def test_every_failing_rule_of_a_field_is_reported_in_rule_order() -> None:
     upload = UploadedFile("notes.jpg", "image/jpeg", b"plain text")
     errors = validate({"image": upload}, {"image": "required|image|mimes:jpeg,png,jpg|max:5120"})
     assert errors == {
-        "image": ["The image field must be an image.", "The image field must be a file of type: jpeg, png, jpg."]
+        "image": [
+            "The image field must be an image.",
+            "The image field must be a file of type: jpeg, png, jpg.",
+        ]
     }
 
 
@@ -91,13 +94,19 @@ def test_wildcards_expand_over_what_was_sent_and_name_the_index() -> None:
 
 def test_json_rule_rejects_non_json_and_non_strings() -> None:
     assert validate({"data": '{"a": 1}'}, {"data": "json"}) == {}
-    assert validate({"data": "{bad"}, {"data": "json"}) == {"data": ["The data field must be a valid JSON string."]}
-    assert validate({"data": "NaN"}, {"data": "json"}) == {"data": ["The data field must be a valid JSON string."]}
+    assert validate({"data": "{bad"}, {"data": "json"}) == {
+        "data": ["The data field must be a valid JSON string."]
+    }
+    assert validate({"data": "NaN"}, {"data": "json"}) == {
+        "data": ["The data field must be a valid JSON string."]
+    }
 
 
 def test_array_accepts_objects_like_php_does() -> None:
     assert validate({"system": {"a": 1}}, {"system": "array"}) == {}
-    assert validate({"system": "x"}, {"system": "array"}) == {"system": ["The system field must be an array."]}
+    assert validate({"system": "x"}, {"system": "array"}) == {
+        "system": ["The system field must be an array."]
+    }
 
 
 def test_summary_message_counts_the_other_errors() -> None:

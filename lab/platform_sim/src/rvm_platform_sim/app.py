@@ -92,8 +92,9 @@ def build_app(config: SimConfig, store: Store, faults: FaultState) -> web.Applic
         request[FAULT_DECISION_KEY] = decision
         if decision.error_status is not None:
             await request.read()
-            await asyncio.sleep(decision.latency_s)
+            # Recorded before the delay: a client that gave up must not leave a late record behind.
             record(decision.error_status, decision.label)
+            await asyncio.sleep(decision.latency_s)
             return json_reply({"status": "error", "message": "Server Error"}, status=decision.error_status)
 
         response = await handler(request)
@@ -102,9 +103,9 @@ def build_app(config: SimConfig, store: Store, faults: FaultState) -> web.Applic
             record(None, "drop")
             _abort(request)
             return response
+        record(response.status, "latency" if decision.latency_s > 0 else "")
         if decision.latency_s > 0:
             await asyncio.sleep(decision.latency_s)
-        record(response.status, "latency" if decision.latency_s > 0 else "")
         return response
 
     @web.middleware
