@@ -14,7 +14,7 @@ description:
   - Manages the release directory of the rvm-edge service, by default C(/opt/rvm-edge).
     Each release lives in C(releases/<version>); the symlinks C(current) and C(previous) in the
     root point at releases with relative targets (C(releases/<version>)).
-  - Every visible change is one C(rename(2)) of something fully prepared beside its destination
+  - Every visible change is one rename(2) of something fully prepared beside its destination
     (a release tree, a marker file, a symlink created under a temporary name), so a run killed at
     any point leaves C(current) pointing at a complete release. Leftover C(.rvm-tmp-*) files of an
     interrupted run are removed by the next changing run. Changing runs on one host are serialised
