@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import LIBRARY, MODULE_UTILS, make_bundle, sha256
+from rvm_release_helpers import LIBRARY, MODULE_UTILS, make_bundle, sha256
 
 PLAYBOOK = Path(__file__).parent / "playbooks" / "rvm_release_flow.yml"
 PYTHON310 = Path("/root/.pyenv/versions/3.10.13/bin/python3.10")

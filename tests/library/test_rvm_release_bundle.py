@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import DELETE, ModuleRun, add_file, default_files, make_bundle, sha256
+from rvm_release_helpers import DELETE, ModuleRun, add_file, default_files, make_bundle, sha256
 
 Builder = Callable[[Path], Path]
 

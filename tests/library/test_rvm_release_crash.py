@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from ansible.module_utils.rvm_release_store import ReleaseStore
-from conftest import ModuleRun, make_bundle
+from rvm_release_helpers import ModuleRun, make_bundle
 
 CRASHED = 77
 COMPLETED = 0

@@ -11,7 +11,7 @@ from typing import Any
 
 import rvm_release
 import yaml
-from conftest import ModuleRun
+from rvm_release_helpers import ModuleRun
 
 
 def test_documented_options_match_argument_spec() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ModuleRun, make_bundle
+from rvm_release_helpers import ModuleRun, make_bundle
 
 Deploy = Callable[[str], dict[str, Any]]
 
