@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from onnx_models import fixed_detector, yolo_output  # noqa: E402
-
-from rvm_edge.manifest import Manifest, ModelEntry, sha256_file, write_manifest  # noqa: E402
+from onnx_models import fixed_detector, yolo_output
+from rvm_edge.manifest import Manifest, ModelEntry, sha256_file, write_manifest
 
 LAB_CLASSES = ["bottle", "can", "other"]
 APP_DIR = Path(__file__).resolve().parents[1]
@@ -41,7 +37,7 @@ def write_detector_manifest(folder: Path, model: Path, classes: list[str], size:
 
 @pytest.fixture
 def one_bottle_model(tmp_path: Path) -> Path:
-    """A detector that always sees one bottle (0.9) centred, 20x30 px of a 64 px input; returns its manifest."""
+    """Manifest of a detector that always sees one bottle (0.9), centred, 20x30 px of its 64 px input."""
     out = yolo_output(SIZE, 3, 16, [(0, 0.9, (32.0, 32.0, 20.0, 30.0))])
     model = fixed_detector(tmp_path / "models" / "fixed.onnx", out, SIZE, LAB_CLASSES, dynamic_batch=True)
     return write_detector_manifest(model.parent, model, LAB_CLASSES, SIZE)

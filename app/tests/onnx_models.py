@@ -66,3 +66,73 @@ def fixed_detector(
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(path))
     return path
+
+
+def tiny_sam2(folder: Path, size: int = 64) -> tuple[Path, Path]:
+    """Encoder/decoder pair with SAM2's ONNX interface (names, ranks, prompt inputs) at a tiny size.
+
+    The decoder's mask is a fixed disc (positive logits inside) plus 0 x every input, so the flow
+    (encode once, decode per box, resize to the frame) is exercised exactly as with real SAM2.
+    """
+    f = TensorProto.FLOAT
+    low = size // 4
+    enc_nodes = [
+        helper.make_node("AveragePool", ["image"], ["image_embed"], kernel_shape=[16, 16], strides=[16, 16]),
+        helper.make_node("AveragePool", ["image"], ["high_res_feats_0"], kernel_shape=[4, 4], strides=[4, 4]),
+        helper.make_node("AveragePool", ["image"], ["high_res_feats_1"], kernel_shape=[8, 8], strides=[8, 8]),
+    ]
+    enc = helper.make_graph(
+        enc_nodes,
+        "tiny_sam2_encoder",
+        [helper.make_tensor_value_info("image", f, [1, 3, size, size])],
+        [
+            helper.make_tensor_value_info("image_embed", f, [1, 3, size // 16, size // 16]),
+            helper.make_tensor_value_info("high_res_feats_0", f, [1, 3, size // 4, size // 4]),
+            helper.make_tensor_value_info("high_res_feats_1", f, [1, 3, size // 8, size // 8]),
+        ],
+    )
+    yy, xx = np.mgrid[0:low, 0:low]
+    disc = np.where((yy - low / 2) ** 2 + (xx - low / 2) ** 2 < (low / 4) ** 2, 5.0, -5.0).astype(np.float32)
+    masks = np.stack([disc, -np.abs(disc), disc])[None]  # (1, 3, low, low); the third scores best
+    inputs = [
+        ("image_embed", [1, 3, size // 16, size // 16]),
+        ("high_res_feats_0", [1, 3, size // 4, size // 4]),
+        ("high_res_feats_1", [1, 3, size // 8, size // 8]),
+        ("point_coords", [1, "n", 2]),
+        ("point_labels", [1, "n"]),
+        ("mask_input", [1, 1, low, low]),
+        ("has_mask_input", [1]),
+    ]
+    dec_nodes, sums = [], []
+    for name, _ in inputs:
+        dec_nodes.append(helper.make_node("ReduceSum", [name], [f"s_{name}"], keepdims=0))
+        sums.append(f"s_{name}")
+    dec_nodes += [
+        helper.make_node("Sum", sums, ["total"]),
+        helper.make_node("Mul", ["total", "zero"], ["nothing"]),
+        helper.make_node("Add", ["masks_const", "nothing"], ["masks"]),
+        helper.make_node("Add", ["scores_const", "nothing"], ["iou_predictions"]),
+    ]
+    dec = helper.make_graph(
+        dec_nodes,
+        "tiny_sam2_decoder",
+        [helper.make_tensor_value_info(n, f, s) for n, s in inputs],
+        [
+            helper.make_tensor_value_info("masks", f, [1, 3, low, low]),
+            helper.make_tensor_value_info("iou_predictions", f, [1, 3]),
+        ],
+        [
+            numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
+            numpy_helper.from_array(masks, "masks_const"),
+            numpy_helper.from_array(np.array([[0.2, 0.1, 0.9]], np.float32), "scores_const"),
+        ],
+    )
+    paths = []
+    for graph, name in ((enc, "encoder.onnx"), (dec, "decoder.onnx")):
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+        model.ir_version = 8
+        onnx.checker.check_model(model)
+        folder.mkdir(parents=True, exist_ok=True)
+        onnx.save(model, str(folder / name))
+        paths.append(folder / name)
+    return paths[0], paths[1]

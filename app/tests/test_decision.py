@@ -63,7 +63,7 @@ def test_size_bounds() -> None:
 def test_bad_config_is_refused_with_the_key() -> None:
     with pytest.raises(ValueError, match=r"decision.materials: \{'bottle': 'paper'\}"):
         DecisionConfig(materials={"bottle": "paper"})
-    with pytest.raises(ValueError, match="decision.min_area_fraction must be below"):
+    with pytest.raises(ValueError, match=r"decision\.min_area_fraction must be below"):
         DecisionConfig(min_area_fraction=0.5, max_area_fraction=0.1)
     with pytest.raises(ValueError, match=r"missing \['glass_jar'\]"):
         CFG.check_classes(["bottle", "can", "other", "glass_jar"])

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from conftest import LAB_CLASSES, SIZE, write_detector_manifest
 from onnx_models import fixed_detector, yolo_output
-
 from rvm_edge.backends import BackendError, available_backends, create_backend
 from rvm_edge.backends.tensorrt import TensorRTBackend
 from rvm_edge.detector import load_detector
@@ -53,7 +53,7 @@ def test_unknown_backend_lists_the_available_ones(one_bottle_model: Path) -> Non
 
 def test_corrupt_model_refused_before_loading(one_bottle_model: Path) -> None:
     (one_bottle_model.parent / "fixed.onnx").write_bytes(b"not a model")
-    with pytest.raises(ManifestError, match="sha256 is .* the manifest expects"):
+    with pytest.raises(ManifestError, match=r"sha256 is .* the manifest expects"):
         load_detector(one_bottle_model)
 
 

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+
 from conftest import LAB_CLASSES, SIZE, write_detector_manifest
 from onnx_models import fixed_detector, yolo_output
-
 from rvm_edge.manifest import ManifestError, load_manifest, sha256_file, verify, write_manifest
 
 
@@ -41,7 +41,7 @@ def test_good_manifest_verifies_clean(one_bottle_model: Path) -> None:
         (lambda d: d["models"].append(dict(d["models"][0])), "duplicate name(s) fixed"),
     ],
 )
-def test_invalid_manifest_names_file_and_key(one_bottle_model: Path, mutate, expected: str) -> None:  # noqa: ANN001
+def test_invalid_manifest_names_file_and_key(one_bottle_model: Path, mutate, expected: str) -> None:
     data = json.loads(one_bottle_model.read_text())
     mutate(data)
     one_bottle_model.write_text(json.dumps(data))

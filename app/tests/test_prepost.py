@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from onnx_models import yolo_output
 
+from onnx_models import yolo_output
 from rvm_edge.postprocess import decode, nms, scale_boxes
 from rvm_edge.preprocess import PAD_VALUE, Preprocessor, letterbox_geometry
 

@@ -109,10 +109,10 @@ class Sam2Segmenter:
                 feeds[name] = np.array([[[x1 * sx, y1 * sy], [x2 * sx, y2 * sy]]], np.float32)
             elif "label" in name:
                 feeds[name] = np.array([[2, 3]], np.float32)
+            elif "has_mask" in name:  # before "mask_input": "has_mask_input" contains it
+                feeds[name] = np.zeros([d if isinstance(d, int) else 1 for d in meta.shape], np.float32)
             elif "mask_input" in name:
                 feeds[name] = self._mask_input
-            elif "has_mask" in name:
-                feeds[name] = np.zeros([d if isinstance(d, int) else 1 for d in meta.shape], np.float32)
             elif "orig_im_size" in name:
                 dtype = np.int64 if "int64" in meta.type else np.int32 if "int32" in meta.type else np.float32
                 feeds[name] = np.array([h, w], dtype)

@@ -1,0 +1,229 @@
+"""The running pipeline: backpressure, ordering, drain, and segmentation never holding up a decision."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import draw_frame
+from onnx_models import tiny_sam2
+from rvm_edge.decision import DecisionConfig
+from rvm_edge.detector import Detector, load_detector
+from rvm_edge.messages import Deposit, ItemResult
+from rvm_edge.pipeline import BoundedQueue, CollectingSink, Pipeline, PipelineConfig, QueueClosedError
+from rvm_edge.segment import Sam2Segmenter
+from rvm_edge.sources import FrameSource, open_source
+
+DEADLINE = 20.0  # seconds: generous upper bound for a waiting test, never a sleep
+
+
+def test_drop_oldest_queue_keeps_the_newest() -> None:
+    dropped: list[int] = []
+    q: BoundedQueue[int] = BoundedQueue(2, drop_oldest=True, on_drop=dropped.append)
+    for i in range(5):
+        q.put(i)
+    assert [q.get(), q.get()] == [3, 4] and dropped == [0, 1, 2] and q.dropped == 3
+
+
+def test_blocking_queue_waits_for_room_and_close_ends_consumers() -> None:
+    q: BoundedQueue[int] = BoundedQueue(1, drop_oldest=False)
+    q.put(1)
+    put_done = threading.Event()
+
+    def producer() -> None:
+        q.put(2)
+        put_done.set()
+
+    t = threading.Thread(target=producer)
+    t.start()
+    assert not put_done.wait(0.05)  # full: the producer is held back
+    assert q.get() == 1
+    assert put_done.wait(DEADLINE) and q.get() == 2
+    q.close()
+    with pytest.raises(QueueClosedError):
+        q.get()
+    t.join()
+
+
+def test_every_file_frame_is_decided_in_order(one_bottle_model: Path, frames_dir: Path) -> None:
+    sink = CollectingSink()
+    det = load_detector(one_bottle_model)
+    pipe = Pipeline(
+        open_source(str(frames_dir)), det, DecisionConfig(), None, [sink], PipelineConfig(queue_size=1)
+    )
+    pipe.start()
+    assert pipe.ready.is_set()
+    assert pipe.wait(DEADLINE)
+    pipe.stop()
+    assert [r.frame_index for r in sink.results] == [0, 1, 2, 3, 4]
+    assert pipe.stats.frames_processed == 5 and pipe.stats.frames_dropped == 0
+    # the fixed model sees a 20x30 px bottle on a 64 px input: 50x75 of a 160x120 frame, accepted
+    assert all(r.decision.accepted and r.decision.material == "plastic" for r in sink.results)
+    assert {"queue_wait_ms", "preprocess_ms", "model_ms", "postprocess_ms", "decision_ms", "e2e_ms"} <= set(
+        sink.results[0].timings_ms
+    )
+    assert [d.result.frame_index for d in sink.deposits] == [0, 1, 2, 3, 4]
+    assert all(d.segmentation is None for d in sink.deposits)
+
+
+def test_unreadable_frames_are_skipped_and_counted(one_bottle_model: Path, frames_dir: Path) -> None:
+    (frames_dir / "frame_001.png").write_bytes(b"\x89PNG broken")
+    pipe = Pipeline(open_source(str(frames_dir)), load_detector(one_bottle_model), DecisionConfig(), None, [])
+    pipe.start()
+    assert pipe.wait(DEADLINE)
+    pipe.stop()
+    assert pipe.stats.frames_processed == 4 and pipe.stats.frames_unreadable == 1
+
+
+class GatedDetector(Detector):
+    """The real detector, held at a gate so a test controls when inference finishes."""
+
+    def __init__(self, inner: Detector) -> None:
+        super().__init__(inner.backend, inner.classes, inner.config)
+        self.gate = threading.Event()
+        self.entered = threading.Semaphore(0)
+
+    def detect_batch(self, images, frame_indices=None):
+        self.entered.release()
+        assert self.gate.wait(DEADLINE)
+        return super().detect_batch(images, frame_indices)
+
+
+class EndlessCamera(FrameSource):
+    """A live source that produces frames as fast as it is read, until stopped."""
+
+    live = True
+    name = "camera test"
+
+    def __init__(self, produced: threading.Semaphore) -> None:
+        super().__init__()
+        self.produced = produced
+        self.image = draw_frame()
+
+    def __iter__(self):
+        while not self.stopped:
+            self.produced.release()
+            yield self._frame(self.image.copy())
+
+
+def test_live_camera_drops_the_oldest_frames_when_the_detector_is_busy(one_bottle_model: Path) -> None:
+    det = GatedDetector(load_detector(one_bottle_model))
+    produced = threading.Semaphore(0)
+    sink = CollectingSink()
+    cfg = PipelineConfig(queue_size=2, warmup_runs=0)
+    camera = EndlessCamera(produced)
+    pipe = Pipeline(camera, det, DecisionConfig(), None, [sink], cfg)
+    pipe.start()
+    assert det.entered.acquire(timeout=DEADLINE)  # the detector holds one frame
+    busy_from = camera.stats.frames
+    while camera.stats.frames < busy_from + 50:  # the camera keeps delivering meanwhile
+        assert produced.acquire(timeout=DEADLINE)
+    det.gate.set()
+    pipe.stop()
+    assert pipe.stats.frames_dropped >= 40
+    indices = [r.frame_index for r in sink.results]
+    # after the busy spell it works on recent frames, not on the backlog
+    assert indices[1] - indices[0] >= 40
+    assert pipe.stats.frames_processed == len(sink.results)
+
+
+class GatedSegmenter(Sam2Segmenter):
+    """The SAM2 flow on tiny ONNX models, held at a gate: segmentation as slow as the test wants."""
+
+    def __init__(self, enc: Path, dec: Path) -> None:
+        super().__init__(enc, dec)
+        self.gate = threading.Event()
+
+    def segment(self, image, boxes):
+        assert self.gate.wait(DEADLINE)
+        return super().segment(image, boxes)
+
+
+class SignalSink(CollectingSink):
+    def __init__(self, results_wanted: int) -> None:
+        super().__init__()
+        self.wanted = results_wanted
+        self.all_results = threading.Event()
+
+    def on_result(self, result: ItemResult) -> None:
+        super().on_result(result)
+        if len(self.results) >= self.wanted:
+            self.all_results.set()
+
+    def on_deposit(self, deposit: Deposit) -> None:
+        super().on_deposit(deposit)
+
+
+def test_segmentation_never_delays_the_decision(
+    one_bottle_model: Path, frames_dir: Path, tmp_path: Path
+) -> None:
+    seg = GatedSegmenter(*tiny_sam2(tmp_path / "sam2"))
+    sink = SignalSink(results_wanted=5)
+    cfg = PipelineConfig(segment_queue_size=8, mask_dir=tmp_path / "masks")
+    pipe = Pipeline(
+        open_source(str(frames_dir)), load_detector(one_bottle_model), DecisionConfig(), seg, [sink], cfg
+    )
+    pipe.start()
+    # every decision arrives while SAM2 is still stuck on the first item
+    assert sink.all_results.wait(DEADLINE)
+    assert sink.deposits == []
+    seg.gate.set()
+    assert pipe.wait(DEADLINE)
+    pipe.stop()
+    assert [d.result.frame_index for d in sink.deposits] == [0, 1, 2, 3, 4]
+    first = sink.deposits[0].segmentation
+    assert first is not None and first.mask_path is not None and Path(first.mask_path).is_file()
+    assert 0 < first.geometry.fill_ratio <= 1 and first.geometry.area_px > 0
+    assert pipe.stats.segmented == 5
+
+
+def test_batching_processes_the_same_frames(one_bottle_model: Path, frames_dir: Path) -> None:
+    sink = CollectingSink()
+    det = load_detector(one_bottle_model, batch=4)
+    pipe = Pipeline(
+        open_source(str(frames_dir)), det, DecisionConfig(), None, [sink], PipelineConfig(batch_size=4)
+    )
+    pipe.start()
+    assert pipe.wait(DEADLINE)
+    pipe.stop()
+    assert sorted(r.frame_index for r in sink.results) == [0, 1, 2, 3, 4]
+    boxes = {r.detections.items[0].box for r in sink.results}
+    assert len(boxes) == 1  # same frame size, same model output: same box whatever the batch
+
+
+def test_stop_drains_queued_frames(one_bottle_model: Path, frames_dir: Path) -> None:
+    det = GatedDetector(load_detector(one_bottle_model))
+    sink = CollectingSink()
+    pipe = Pipeline(
+        open_source(str(frames_dir)),
+        det,
+        DecisionConfig(),
+        None,
+        [sink],
+        PipelineConfig(queue_size=8, warmup_runs=0),
+    )
+    pipe.start()
+    assert det.entered.acquire(timeout=DEADLINE)
+    det.gate.set()
+    pipe.stop()
+    assert pipe.stats.frames_processed == pipe.stats.frames_read == len(sink.results)
+
+
+def test_mapping_that_misses_a_model_class_is_refused(one_bottle_model: Path, frames_dir: Path) -> None:
+    with pytest.raises(ValueError, match=r"missing \['other'\]"):
+        Pipeline(
+            open_source(str(frames_dir)),
+            load_detector(one_bottle_model),
+            DecisionConfig(materials={"bottle": "plastic", "can": "metal"}),
+        )
+
+
+def test_frames_are_numpy_views_not_copies_per_stage(one_bottle_model: Path) -> None:
+    det = load_detector(one_bottle_model)
+    img = np.zeros((64, 64, 3), np.uint8)
+    t1, _ = det.pre([img])
+    t2, _ = det.pre([img])
+    assert np.shares_memory(t1, t2)  # one tensor buffer for the life of the detector
