@@ -19,6 +19,8 @@ import re
 import stat
 import tarfile
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
@@ -231,22 +233,46 @@ def _refuse_unsafe_member(member: tarfile.TarInfo, rel: str, source: str) -> Non
         )
 
 
+@contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """Report a failed write (disk full, read-only) as such, not as a corrupt bundle."""
+    try:
+        yield
+    except OSError as exc:
+        raise ReleaseError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+def _create(path: Path, mode: int) -> IO[bytes]:
+    """A new file with exactly ``mode``: the device's umask must not hide releases from the service user."""
+    with _writing(path):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), mode)
+        os.fchmod(fd, mode)
+        return os.fdopen(fd, "wb")
+
+
 def _copy_member(src: IO[bytes], dest: Path | None, executable: bool) -> str:
     """Stream one member, hashing it, into ``dest`` (or nowhere, for check mode); return its sha256."""
     digest = hashlib.sha256()
-    if dest is None:
+    out = None if dest is None else _create(dest, 0o755 if executable else 0o644)
+    try:
         for chunk in iter(lambda: src.read(CHUNK), b""):
             digest.update(chunk)
-        return digest.hexdigest()
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-    fd = os.open(dest, flags, 0o755 if executable else 0o644)
-    with os.fdopen(fd, "wb") as out:
-        for chunk in iter(lambda: src.read(CHUNK), b""):
-            digest.update(chunk)
-            out.write(chunk)
-        out.flush()
-        os.fsync(out.fileno())
+            if out is not None:
+                with _writing(dest or Path()):
+                    out.write(chunk)
+        if out is not None:
+            with _writing(dest or Path()):
+                out.flush()
+                os.fsync(out.fileno())
+    finally:
+        if out is not None:
+            out.close()
     return digest.hexdigest()
+
+
+def _make_dir(path: Path) -> None:
+    with _writing(path):
+        path.mkdir(mode=0o755, parents=True, exist_ok=True)
 
 
 class _Walk:
@@ -274,7 +300,7 @@ class _Walk:
         self._check_parents(rel)
         self.dirs.add(rel)
         if self.dest is not None:
-            (self.dest / rel).mkdir(mode=0o755, parents=True, exist_ok=True)
+            _make_dir(self.dest / rel)
 
     def add_file(self, rel: str, member: tarfile.TarInfo, src: IO[bytes]) -> None:
         if rel in self.hashes or rel in self.dirs:
@@ -285,7 +311,7 @@ class _Walk:
         target: Path | None = None
         if self.dest is not None:
             target = self.dest / rel
-            target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+            _make_dir(target.parent)
         if rel == MANIFEST_NAME:
             if member.size > MAX_MANIFEST_BYTES:
                 raise ReleaseError(
@@ -305,8 +331,8 @@ class _Walk:
 
 
 def _write_small(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
-    with os.fdopen(fd, "wb") as out:
+    out = _create(path, 0o644)
+    with out, _writing(path):
         out.write(data)
         out.flush()
         os.fsync(out.fileno())
@@ -334,10 +360,8 @@ def _walk_archive(path: Path, walk: _Walk, stop_at_manifest: bool = False) -> No
     except (tarfile.TarError, EOFError, zlib.error) as exc:
         raise ReleaseError(f"bundle {path} is corrupt or truncated: {exc}") from exc
     except OSError as exc:
-        # gzip.BadGzipFile and short reads are OSErrors raised while reading the archive;
-        # errors writing the destination carry its path in filename.
-        if exc.filename and walk.dest is not None and str(exc.filename).startswith(str(walk.dest)):
-            raise ReleaseError(f"bundle {path}: cannot unpack into {walk.dest}: {exc}") from exc
+        # Writes are reported by _writing as ReleaseError; an OSError here came from reading the
+        # archive (gzip.BadGzipFile, a short read, an unreadable file).
         raise ReleaseError(f"bundle {path} is corrupt or unreadable: {exc}") from exc
 
 

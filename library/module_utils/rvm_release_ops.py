@@ -149,6 +149,11 @@ def plan_present(
     if existing is not None:
         manifest = read_bundle_manifest(bundle)
         check_expectation(manifest, expect, f"bundle {bundle}")
+        if manifest.version != name_version:
+            raise ReleaseError(
+                f"bundle {bundle}: the file name says version {name_version} but MANIFEST.json says "
+                f"{manifest.version}"
+            )
         if manifest.sha256 != existing.manifest_sha256:
             raise ReleaseError(
                 f"release {name_version} is already installed from a different bundle (MANIFEST.json sha256 "

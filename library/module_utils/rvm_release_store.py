@@ -281,8 +281,8 @@ class ReleaseStore:
                 installed_seq=seq,
             )
             self._write_json(tmp, release.to_marker())
-            os.chmod(tmp, 0o755)
             for dirpath, _dirs, _files in os.walk(tmp):
+                os.chmod(dirpath, 0o755)  # mkdir honours the umask; the service user must read releases
                 _fsync_dir(Path(dirpath))
             final = self.release_path(manifest.version)
             if final.exists() or final.is_symlink():

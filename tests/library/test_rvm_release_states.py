@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import tarfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -363,4 +365,66 @@ def test_dangling_current_is_warned_and_replaced(run_module: ModuleRun, root: Pa
     assert info["ansible_facts"]["rvm_release"]["current"] is None
     assert any("does not point to an installed release" in w for w in info["warning_msgs"])
     run_module(args(root, state="current", version="1.0.0"))
+    assert links(root) == ("1.0.0", None)
+
+
+# ---- the host around the module -----------------------------------------------------------------
+
+
+def test_release_is_readable_by_the_service_user_under_a_strict_umask(
+    run_module: ModuleRun, root: Path, bundles: Path
+) -> None:
+    files = {"rvm_edge-1.0.0-py3-none-any.whl": b"w", "bin/run.sh": b"#!/bin/sh\n", "models/a/b.onnx": b"m"}
+    bundle = bundles / "rvm-edge-1.0.0-x86_64.tar.gz"
+    make_bundle(bundles, "1.0.0", files=files)
+    with tarfile.open(bundle) as archive:  # give run.sh its executable bit, as a builder would
+        modes = {m.name: m.mode for m in archive.getmembers()}
+    assert modes["./bin/run.sh"] == 0o644
+    rebuilt = bundles / "exec" / bundle.name
+    rebuilt.parent.mkdir()
+    with tarfile.open(bundle) as src, tarfile.open(rebuilt, "w:gz") as dst:
+        for member in src.getmembers():
+            if member.name == "./bin/run.sh":
+                member.mode = 0o750
+            dst.addfile(member, src.extractfile(member))
+
+    old = os.umask(0o077)
+    try:
+        result = run_module(args(root, state="present", bundle=str(rebuilt)))
+    finally:
+        os.umask(old)
+
+    assert result["changed"] is True
+    release = root / "releases" / "1.0.0"
+    mode = {
+        p.relative_to(release).as_posix(): p.stat().st_mode & 0o777 for p in [release, *release.rglob("*")]
+    }
+    assert mode["."] == 0o755 and mode["models"] == 0o755 and mode["models/a"] == 0o755
+    assert mode["models/a/b.onnx"] == 0o644 and mode["MANIFEST.json"] == 0o644
+    assert mode["bin/run.sh"] == 0o755
+    assert mode[".rvm-release.json"] == 0o644
+
+
+def test_disk_full_while_unpacking_is_reported_and_cleaned_up(
+    run_module: ModuleRun, root: Path, bundles: Path, deploy: Deploy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deploy("1.0.0")
+    bundle = make_bundle(bundles, "2.0.0")
+    real_fsync = os.fsync
+    calls = []
+
+    def full_disk(fd: int) -> None:
+        calls.append(fd)
+        if len(calls) == 3:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    result = run_module(args(root, state="present", bundle=str(bundle)))
+    monkeypatch.setattr(os, "fsync", real_fsync)
+
+    assert result["failed"] is True
+    assert "cannot write" in result["msg"] and "No space left on device" in result["msg"]
+    assert "corrupt" not in result["msg"]
+    assert sorted(p.name for p in (root / "releases").iterdir()) == ["1.0.0"]
     assert links(root) == ("1.0.0", None)
