@@ -40,15 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rvm_edge.manifest import (
-    Manifest,
-    ManifestError,
-    ModelEntry,
-    load_manifest,
-    sha256_file,
-    verify,
-    write_manifest,
-)
+from rvm_edge.manifest import Manifest, ManifestError, ModelEntry, load_manifest, sha256_file, verify_entry
+from rvm_edge.toolchain.manifests import merge_into
 
 #: sam2's bundled model configs, by the names operators know from Meta's checkpoint files.
 SAM2_CONFIGS = {
@@ -244,14 +237,14 @@ def _ort_latency_ms(path: Path, feeds: dict[str, Any], runs: int) -> float:
 
 def is_current(out_dir: Path, recipe: Sam2Recipe) -> bool:
     """True when ``out_dir`` already holds a verified pair built from ``recipe`` (nothing to redo)."""
-    manifest_path = out_dir / "manifest.json"
     try:
-        manifest = load_manifest(manifest_path)
+        manifest = load_manifest(out_dir / "manifest.json")
     except ManifestError:
         return False
-    if any(m.source.get("recipe") != recipe.to_json() for m in manifest.models):
+    pair = [m for m in manifest.models if m.role in ("sam2_encoder", "sam2_decoder")]
+    if len(pair) != 2 or any(m.source.get("recipe") != recipe.to_json() for m in pair):
         return False
-    return not verify(manifest_path, check_graph=False)
+    return not any(verify_entry(manifest, m, check_graph=False) for m in pair)
 
 
 def export_sam2(
@@ -261,7 +254,7 @@ def export_sam2(
     version: str = "lab-random",
     measure: bool = True,
 ) -> Manifest:
-    """Export the pair into ``out_dir`` and write its ``manifest.json``; returns the manifest."""
+    """Export the pair into ``out_dir`` and add it to ``out_dir/manifest.json``; returns the manifest."""
     torch, _ = _torch_modules()
     import numpy as np
 
@@ -353,9 +346,7 @@ def export_sam2(
             },
         ),
     )
-    manifest = Manifest(models=entries, path=out_dir / "manifest.json")
-    write_manifest(out_dir / "manifest.json", manifest)
-    return manifest
+    return merge_into(out_dir / "manifest.json", entries)
 
 
 def main(argv: list[str] | None = None) -> int:
