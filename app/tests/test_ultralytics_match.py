@@ -12,8 +12,8 @@ import os
 
 import numpy as np
 import pytest
-from conftest import LAB_MANIFEST
 
+from conftest import LAB_MANIFEST
 from rvm_edge.bench import box_iou
 from rvm_edge.detector import DetectorConfig, load_detector
 from rvm_edge.manifest import load_manifest
@@ -49,7 +49,7 @@ def test_same_detections_as_ultralytics(model_name: str) -> None:
         os.environ.setdefault("YOLO_OFFLINE", "1")
         from ultralytics import YOLO
     except ImportError:
-        _require(False, "ultralytics is not installed here: run in the export venv (make -C app test-reference)")
+        _require(False, "ultralytics is not installed here: run `make -C app test-reference`")
     manifest = load_manifest(LAB_MANIFEST)
     entry = manifest.by_name(model_name)
     ours = load_detector(LAB_MANIFEST, "onnxruntime", model_name, DetectorConfig(0.25, 0.7))
@@ -61,7 +61,9 @@ def test_same_detections_as_ultralytics(model_name: str) -> None:
         r = ref.predict(frame, imgsz=size, conf=0.25, iou=0.7, verbose=False)[0]
         theirs = [
             Detection(int(c), entry.classes[int(c)], float(p), tuple(b))
-            for c, p, b in zip(r.boxes.cls.tolist(), r.boxes.conf.tolist(), r.boxes.xyxy.tolist(), strict=True)
+            for c, p, b in zip(
+                r.boxes.cls.tolist(), r.boxes.conf.tolist(), r.boxes.xyxy.tolist(), strict=True
+            )
         ]
         assert len(mine) == len(theirs), f"frame {i}: {len(mine)} detections, ultralytics {len(theirs)}"
         unmatched = list(theirs)
@@ -73,7 +75,8 @@ def test_same_detections_as_ultralytics(model_name: str) -> None:
             )
             assert best is not None, f"frame {i}: {d.class_name} has no ultralytics detection of that class"
             assert box_iou(best.box, d.box) >= 0.99, f"frame {i}: {d.box} vs {best.box}"
-            assert abs(best.confidence - d.confidence) <= 0.01, f"frame {i}: {d.confidence} vs {best.confidence}"
+            gap = abs(best.confidence - d.confidence)
+            assert gap <= 0.01, f"frame {i}: confidence {d.confidence} vs {best.confidence}"
             unmatched.remove(best)
             compared += 1
-    assert compared >= FRAMES // 2, f"only {compared} detections on {FRAMES} frames: is this the trained model?"
+    assert compared >= FRAMES // 2, f"only {compared} detections in {FRAMES} frames: not the trained model?"
