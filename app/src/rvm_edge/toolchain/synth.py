@@ -52,10 +52,15 @@ class LabeledBox:
 
 @dataclass(frozen=True)
 class Sample:
-    """A rendered frame (BGR, uint8) and the labels of the objects in it."""
+    """A rendered frame (BGR, uint8), the labels of the objects in it and their visible pixels.
+
+    ``masks[i]`` is the boolean (H, W) mask of what is visible of ``boxes[i]``: the ground truth the
+    labels were derived from (and a reference for mask geometry).
+    """
 
     image: np.ndarray
     boxes: tuple[LabeledBox, ...]
+    masks: tuple[np.ndarray, ...] = ()
 
     def yolo_label(self) -> str:
         h, w = self.image.shape[:2]
@@ -436,16 +441,18 @@ def render(seed: int, index: int, size: tuple[int, int] = FRAME_SIZE) -> Sample:
             continue
         _composite(frame, owner, sprite, alpha, spot[0], spot[1], k, shadow)
         placed[k] = cls
-    boxes = []
+    boxes, masks = [], []
     for k, cls in placed.items():
-        ys, xs = np.nonzero(owner == k)
+        mask = owner == k
+        ys, xs = np.nonzero(mask)
         if len(xs) < 30:  # hidden behind a later object
             continue
         boxes.append(
             LabeledBox(cls, float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
         )
+        masks.append(mask)
     image = _camera(_lighting(frame, rng), rng)
-    return Sample(image=image, boxes=tuple(boxes))
+    return Sample(image=image, boxes=tuple(boxes), masks=tuple(masks))
 
 
 def samples(
