@@ -48,7 +48,7 @@ description:
     the deploy history (v3 -> v2 -> v1) and never returns to a failed release."
 version_added: "1.0.0"
 author:
-  - rvm-fleet project
+  - rvm-fleet maintainers (@rvm-fleet)
 options:
   state:
     description:

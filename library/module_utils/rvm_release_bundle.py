@@ -136,7 +136,7 @@ def parse_manifest(data: bytes, source: str) -> Manifest:
             f"{', '.join(sorted(REQUIRED_KEYS | OPTIONAL_KEYS))}"
         )
     schema = doc["schema"]
-    if type(schema) is not int or schema != SCHEMA_VERSION:
+    if isinstance(schema, bool) or not isinstance(schema, int) or schema != SCHEMA_VERSION:
         raise ReleaseError(f"{source}: schema: expected {SCHEMA_VERSION}, got {schema!r}")
     if doc["name"] != APP_NAME:
         raise ReleaseError(f"{source}: name: expected {APP_NAME!r}, got {doc['name']!r}")

@@ -55,7 +55,7 @@ class Plan:
 
     @property
     def actions(self) -> list[str]:
-        return [description for description, _ in self.steps]
+        return [step[0] for step in self.steps]
 
     def run(self) -> None:
         for _description, action in self.steps:
