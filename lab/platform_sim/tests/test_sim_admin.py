@@ -11,6 +11,15 @@ if TYPE_CHECKING:
 
     from conftest import SimServer
 
+READ_BACK_PATHS = (
+    "/handshakes",
+    "/heartbeats",
+    "/deposits",
+    "/offline-transactions",
+    "/offline-batches",
+    "/requests",
+)
+
 
 @pytest.mark.parametrize("header", [None, "Bearer wrong-token-wrong-token", "Basic abc", "Bearer "])
 def test_admin_api_needs_its_token(sim: SimServer, header: str | None) -> None:
@@ -169,27 +178,13 @@ def test_reset_forgets_everything(
         },
     )
     sim.admin_ok("PUT", "/faults", json={"latency_ms": 5})
-    for path in (
-        "/handshakes",
-        "/heartbeats",
-        "/deposits",
-        "/offline-transactions",
-        "/offline-batches",
-        "/requests",
-    ):
+    for path in READ_BACK_PATHS:
         assert len(sim.admin_ok("GET", path)) >= 1, path
     assert sim.admin_ok("POST", "/reset", json={"keep_machines": True}) == {
         "status": "ok",
         "kept_machines": True,
     }
-    for path in (
-        "/handshakes",
-        "/heartbeats",
-        "/deposits",
-        "/offline-transactions",
-        "/offline-batches",
-        "/requests",
-    ):
+    for path in READ_BACK_PATHS:
         assert sim.admin_ok("GET", path) == [], path
     assert sim.admin_ok("GET", "/faults")["faults"]["latency_ms"] == 0
     assert sim.edge("heartbeat", key, json_body={}).status_code == 200

@@ -28,9 +28,6 @@ from rvm_platform_sim.validation import ValidationFailed, summary_message
 log = logging.getLogger("rvm_platform_sim")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-STORE_KEY = web.AppKey("store", Store)
-FAULTS_KEY = web.AppKey("faults", FaultState)
-
 
 def _endpoint(request: web.Request) -> str | None:
     route = request.match_info.route
@@ -144,8 +141,6 @@ def build_app(config: SimConfig, store: Store, faults: FaultState) -> web.Applic
     app = web.Application(
         middlewares=[faults_middleware, errors_middleware], client_max_size=config.max_body_bytes
     )
-    app[STORE_KEY] = store
-    app[FAULTS_KEY] = faults
     app.add_routes(edge.routes(config.prefix))
     app.add_routes(admin.routes(config.admin_prefix))
     return app

@@ -20,7 +20,7 @@ from rvm_platform_sim.http_common import ApiError, json_reply, read_input, read_
 from rvm_platform_sim.imagetype import EXTENSIONS, sniff_image_type
 from rvm_platform_sim.store import Store, SyncAborted
 from rvm_platform_sim.timeutil import iso8601, now_utc
-from rvm_platform_sim.validation import UploadedFile, ValidationFailed, validate_or_raise
+from rvm_platform_sim.validation import UploadedFile, validate_or_raise
 
 API_KEY_HEADER = "X-RVM-API-KEY"
 FAULT_DECISION_KEY = "rvm_fault_decision"
@@ -253,6 +253,3 @@ class EdgeApi:
             raise web.HTTPNotFound()
         data, kind = found
         return web.Response(body=data, content_type=f"image/{kind}")
-
-
-__all__ = ["API_KEY_HEADER", "EdgeApi", "ValidationFailed", "authenticate"]
