@@ -21,6 +21,7 @@ import numpy as np
 import onnxruntime as ort
 
 from rvm_edge.manifest import ManifestError, load_manifest, verify_entry
+from rvm_edge.memory import trim_heap
 from rvm_edge.messages import MaskGeometry
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32) * 255.0
@@ -48,6 +49,10 @@ class Sam2Segmenter:
         self, encoder_path: Path, decoder_path: Path, threads: int = 0, normalize: bool = True
     ) -> None:
         opts = ort.SessionOptions()
+        # no arena: the encoder's activations (~700 MB at 1024 px) go back to the heap after each
+        # frame and trim_heap() returns them to the OS, so resident memory stays flat between items
+        opts.enable_cpu_mem_arena = False
+        opts.enable_mem_pattern = False
         if threads:
             opts.intra_op_num_threads = threads
         providers = ["CPUExecutionProvider"]
@@ -89,6 +94,7 @@ class Sam2Segmenter:
             rgb /= 255.0
         self._tensor[0] = rgb.transpose(2, 0, 1)
         values = self.encoder.run(None, {self.enc_input: self._tensor})
+        trim_heap()
         return dict(zip(self.enc_outputs, values, strict=True))
 
     def decode(
