@@ -7,14 +7,8 @@ command line, start-up and persistence start their own with :func:`start_sim`.
 from __future__ import annotations
 
 import json
-import os
-import queue
-import secrets
 import struct
 import subprocess
-import sys
-import threading
-import time
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -24,20 +18,35 @@ from typing import Any
 import pytest
 import requests
 
-START_TIMEOUT_S = 20.0
+from rvm_platform_sim.testing import RunningSimulator, start_simulator
 
 
 @dataclass
 class SimServer:
-    """A running simulator process and the ways a test talks to it."""
+    """A running simulator (see :mod:`rvm_platform_sim.testing`) plus ``requests`` helpers."""
 
-    process: subprocess.Popen[str]
-    base_url: str
-    token: str
-    prefix: str = "/api/v1"
-    admin_prefix: str = "/_sim"
-    lines: queue.Queue[str] = field(default_factory=queue.Queue)
+    sim: RunningSimulator
     http: requests.Session = field(default_factory=requests.Session)
+
+    @property
+    def process(self) -> subprocess.Popen[str]:
+        return self.sim.process
+
+    @property
+    def base_url(self) -> str:
+        return self.sim.base_url
+
+    @property
+    def token(self) -> str:
+        return self.sim.token
+
+    @property
+    def prefix(self) -> str:
+        return self.sim.prefix
+
+    @property
+    def admin_prefix(self) -> str:
+        return self.sim.admin_prefix
 
     def edge_url(self, endpoint: str) -> str:
         return f"{self.base_url}{self.prefix}/edge/{endpoint}"
@@ -80,81 +89,12 @@ class SimServer:
                 timeout=timeout,
             )
 
-    def wait_for_line(self, predicate: Callable[[dict[str, Any]], bool], timeout: float) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError("the simulator never logged the expected event")
-            try:
-                line = self.lines.get(timeout=remaining)
-            except queue.Empty as exc:
-                raise AssertionError("the simulator never logged the expected event") from exc
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            if predicate(event):
-                return event
-
     def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.terminate()
-        return self.process.wait(timeout=15)
+        return self.sim.stop()
 
 
-def _pump(stream: Any, lines: queue.Queue[str]) -> None:
-    for line in stream:
-        lines.put(line)
-
-
-def launch(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "rvm_platform_sim", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, **(env or {})},
-    )
-
-
-def start_sim(
-    tmp: Path,
-    *,
-    extra_args: list[str] | None = None,
-    env: dict[str, str] | None = None,
-    db: Path | None = None,
-    token_arg: bool = True,
-) -> SimServer:
-    """Run ``python -m rvm_platform_sim --port 0`` and wait for its ``listening`` log line.
-
-    ``token_arg=False`` leaves out ``--admin-token-file`` (the token then comes from ``env``).
-    """
-    token_file = tmp / "admin-token"
-    if not token_file.exists():
-        token_file.write_text(secrets.token_hex(24) + "\n")
-    args = [
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--db",
-        str(db or tmp / "sim.sqlite3"),
-        *(["--admin-token-file", str(token_file)] if token_arg else []),
-        *(extra_args or []),
-    ]
-    process = launch(args, env)
-    server = SimServer(process=process, base_url="", token=token_file.read_text().strip())
-    threading.Thread(target=_pump, args=(process.stdout, server.lines), daemon=True).start()
-    try:
-        event = server.wait_for_line(lambda e: e.get("event") == "listening", START_TIMEOUT_S)
-    except AssertionError:
-        process.kill()
-        raise
-    server.base_url = f"http://127.0.0.1:{event['port']}"
-    server.prefix = event["prefix"]
-    server.admin_prefix = event["admin_prefix"]
-    return server
+def start_sim(tmp: Path, **kwargs: Any) -> SimServer:
+    return SimServer(sim=start_simulator(tmp, **kwargs))
 
 
 @pytest.fixture(scope="session")
@@ -227,7 +167,7 @@ def sim_factory(tmp_path: Path) -> Iterator[Callable[..., SimServer]]:
     started: list[SimServer] = []
 
     def factory(**kwargs: Any) -> SimServer:
-        server = start_sim(tmp_path, **kwargs)
+        server = start_sim(tmp_path, db_path=kwargs.pop("db", None), **kwargs)
         started.append(server)
         return server
 
