@@ -1,14 +1,16 @@
-"""A run killed between any two filesystem steps leaves a consistent directory, and a re-run finishes.
+"""A run interrupted between any two filesystem steps leaves a consistent directory; a re-run finishes.
 
 Each operation runs in a forked child whose filesystem-changing calls (rename, replace, symlink,
-unlink, rmdir, mkdir, fsync) are counted; at the k-th call the child dies with os._exit, like a
-SIGKILL or a power cut: no exception handler or ``finally`` runs. For every k until the operation
-completes untouched, the test checks what an operator would rely on after the crash, then re-runs
-the operation and compares the result with an uninterrupted run.
+unlink, rmdir, mkdir, fsync) are counted. At the k-th call the child either dies with os._exit,
+like a SIGKILL or a power cut (no exception handler or ``finally`` runs), or gets an EIO error,
+which the module must report as a failure naming it. For every k until the operation completes
+untouched, the test checks what an operator would rely on afterwards, then re-runs the operation
+and compares the result with an uninterrupted run.
 """
 
 from __future__ import annotations
 
+import errno
 import itertools
 import json
 import os
@@ -25,28 +27,41 @@ from rvm_release_helpers import ModuleRun, make_bundle
 CRASHED = 77
 COMPLETED = 0
 MODULE_FAILED = 2
+WRONG_MESSAGE = 3
+INJECTED_FAILED = 78
+INJECTED_SWALLOWED = 79
 CRASH_POINTS = ("replace", "rename", "symlink", "unlink", "rmdir", "mkdir", "fsync")
+INJECTED = "injected I/O error"
 TMP = ".rvm-tmp-"
 
 
-def run_crashing_at(args: dict[str, Any], k: int) -> int:
-    """Run the module in a child that dies at its k-th filesystem call; return the child's exit code."""
+def run_interrupted_at(args: dict[str, Any], k: int, mode: str) -> int:
+    """Run the module in a child whose k-th filesystem call dies (``kill``) or fails (``eio``)."""
     pid = os.fork()
     if pid == 0:  # child: never returns into pytest
         code = 1
         try:
             calls = itertools.count(1)
+            injected: list[int] = []
             for name in CRASH_POINTS:
                 original = getattr(os, name)
 
-                def crashing(*a: Any, _original: Callable[..., Any] = original, **kw: Any) -> Any:
+                def interrupted(*a: Any, _original: Callable[..., Any] = original, **kw: Any) -> Any:
                     if next(calls) == k:
-                        os._exit(CRASHED)
+                        if mode == "kill":
+                            os._exit(CRASHED)
+                        injected.append(k)
+                        raise OSError(errno.EIO, INJECTED)
                     return _original(*a, **kw)
 
-                setattr(os, name, crashing)
+                setattr(os, name, interrupted)
             result = ModuleRun()(args)
-            code = MODULE_FAILED if result.get("failed") else COMPLETED
+            if not injected:
+                code = MODULE_FAILED if result.get("failed") else COMPLETED
+            elif result.get("failed"):
+                code = INJECTED_FAILED if INJECTED in result["msg"] else WRONG_MESSAGE
+            else:
+                code = INJECTED_SWALLOWED
         finally:
             os._exit(code)
     _, status = os.waitpid(pid, 0)
@@ -148,8 +163,11 @@ SCENARIOS: dict[str, Scenario] = {
 }
 
 
+@pytest.mark.parametrize("mode", ["kill", "eio"])
 @pytest.mark.parametrize("name", list(SCENARIOS))
-def test_crash_at_every_step_leaves_consistent_state_and_rerun_completes(name: str, tmp_path: Path) -> None:
+def test_interruption_at_every_step_leaves_consistent_state_and_rerun_completes(
+    name: str, mode: str, tmp_path: Path
+) -> None:
     scenario = SCENARIOS[name]
     run = ModuleRun()
     template, bundles = tmp_path / "template", tmp_path / "bundles"
@@ -171,20 +189,23 @@ def test_crash_at_every_step_leaves_consistent_state_and_rerun_completes(name: s
 
     leftovers_seen = 0
     for k in itertools.count(1):
-        root = fresh(f"crash-{k}")
-        code = run_crashing_at({**op, "root": str(root)}, k)
+        root = fresh(f"{mode}-{k}")
+        code = run_interrupted_at({**op, "root": str(root)}, k, mode)
         if code == COMPLETED:
             break
-        assert code == CRASHED, f"step {k}: the child exited with {code}, not the simulated crash"
         assert_consistent(root, allowed_current)
+        if code == INJECTED_SWALLOWED:  # the error hit a call whose failure is harmless (mkdir exist_ok)
+            assert read_state(root) == expected
+            continue
+        assert code == {"kill": CRASHED, "eio": INJECTED_FAILED}[mode], f"step {k}: child exited with {code}"
         leftovers_seen += bool(read_state(root).temps)
         if scenario.rerun_only_if_unfinished and read_state(root) == expected:
             continue
         rerun = run({**op, "root": str(root)})
         assert not rerun.get("failed"), f"step {k}: re-run failed: {rerun['msg']}"
-        assert read_state(root) == expected, f"crash at step {k} then a re-run gave a different result"
+        assert read_state(root) == expected, f"step {k} interrupted, then a re-run gave a different result"
         assert_consistent(root, {expected.current})
         shutil.rmtree(root)
     assert k > 3, "the operation must have been interrupted at several steps"
-    if name in ("install", "prune", "absent"):
+    if mode == "kill" and name in ("install", "prune", "absent"):
         assert leftovers_seen, "some crash must have left a temp dir, so its cleanup was exercised"
