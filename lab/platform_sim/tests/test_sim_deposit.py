@@ -139,6 +139,19 @@ def test_json_body_instead_of_multipart_lists_every_missing_part(
     assert set(reply.json()["errors"]) == {"image", "data"}
 
 
+def test_parts_with_a_content_type_but_no_file_name_are_plain_fields(
+    sim: SimServer, machine: dict[str, Any], deposit_form: Callable[..., dict[str, Any]]
+) -> None:
+    form = deposit_form(
+        data=(None, json.dumps({"deposit_id": "typed-part"}), "application/json"),
+        status=(None, "REJECTED", "application/octet-stream"),
+    )
+    reply = sim.edge("deposit", machine["api_key"], files=form)
+    assert reply.status_code == 201, reply.text
+    [record] = sim.admin_ok("GET", "/deposits")
+    assert (record["deposit_id"], record["status"]) == ("typed-part", "REJECTED")
+
+
 def test_session_id_is_optional(
     sim: SimServer, machine: dict[str, Any], deposit_form: Callable[..., dict[str, Any]]
 ) -> None:

@@ -64,6 +64,10 @@ async def read_input(request: web.Request) -> dict[str, Any]:
                     content_type=value.content_type,
                     data=value.file.read(),
                 )
+            elif isinstance(value, (bytes, bytearray)):
+                # aiohttp keeps a non-text part without a file name as bytes; PHP makes every such
+                # part a plain string field, whatever its Content-Type (e.g. `data` sent as JSON).
+                fields[name] = bytes(value).decode("utf-8", errors="replace")
             else:
                 fields[name] = value
         return fields
