@@ -51,10 +51,14 @@ def test_file_size_is_compared_in_kilobytes() -> None:
     [
         (50, []),
         ("99.5", []),
+        (" 42 ", []),
+        ("1e2", []),
         (-1, ["The cpu field must be at least 0."]),
         (100.01, ["The cpu field must not be greater than 100."]),
         (True, ["The cpu field must be a number."]),
         ("hot", ["The cpu field must be a number."]),
+        ("0x1A", ["The cpu field must be a number."]),
+        ("inf", ["The cpu field must be a number."]),
     ],
 )
 def test_numeric_ranges(value: object, expected: list[str]) -> None:
@@ -71,7 +75,7 @@ def test_valid_ip_addresses(address: str) -> None:
     assert validate({"ip": address}, {"ip": "ip"}) == {}
 
 
-@pytest.mark.parametrize("address", ["10.147.17", "999.1.1.1", "host.local", "10.0.0.1/24"])
+@pytest.mark.parametrize("address", ["10.147.17", "999.1.1.1", "host.local", "10.0.0.1/24", "fe80::1%eth0"])
 def test_invalid_ip_addresses(address: str) -> None:
     assert validate({"ip": address}, {"ip": "ip"}) == {"ip": ["The ip field must be a valid IP address."]}
 

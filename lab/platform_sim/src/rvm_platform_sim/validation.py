@@ -25,7 +25,8 @@ from rvm_platform_sim.imagetype import sniff_image_type
 Errors = dict[str, list[str]]
 
 _MISSING = object()
-_PHP_NUMERIC = re.compile(r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+# PHP 8's is_numeric: optional surrounding whitespace, sign, decimals, exponent; no hex, no "inf".
+_PHP_NUMERIC = re.compile(r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$")
 _IMPLICIT_RULES = frozenset({"required"})
 # Laravel's `image` rule is `mimes` with this list.
 _IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "gif", "bmp", "svg", "webp")
@@ -167,7 +168,8 @@ def _is_json(value: Any) -> bool:
 
 
 def _is_ip(value: Any) -> bool:
-    if not isinstance(value, str):
+    # PHP's FILTER_VALIDATE_IP has no IPv6 zone ids ("fe80::1%eth0"); Python's parser accepts them.
+    if not isinstance(value, str) or "%" in value:
         return False
     try:
         ipaddress.ip_address(value)
