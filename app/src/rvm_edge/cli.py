@@ -182,18 +182,24 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from rvm_edge.decision import DecisionConfig
 
     frames = bench.load_encoded_frames(args.frames_dir)
-    detector = _load_detector(args)
+    detector = _load_detector(args, batch=args.batch)
+    if args.batch > detector.max_batch:
+        raise UserError(f"--batch {args.batch}: this model takes at most {detector.max_batch} frames per call")
     decision = DecisionConfig().covering(detector.classes)
     segmenter = _maybe_segmenter(args, detector_manifest=args.manifest or default_manifest())
     detector.warm_up(3)
     iterations = max(args.iterations, len(frames))
     t0 = time.perf_counter()
-    ours = bench.run_ours(detector, frames, decision, iterations, None)
+    if args.batch > 1:
+        ours = bench.run_batched(detector, frames, decision, iterations, args.batch)
+    else:
+        ours = bench.run_ours(detector, frames, decision, iterations, None)
     wall = time.perf_counter() - t0
     if segmenter is not None:
         seg = bench.run_ours(detector, frames, decision, len(frames), segmenter, args.segment_items)
         ours.segment = seg.segment
     report = bench.summarize(detector.backend.describe(), ours, wall, len(ours.e2e))
+    report["batch"] = args.batch
     report["rss_all_models_loaded_mb"] = bench.rss_mb()
     if args.soak:
         report.update(bench.soak(detector, frames, decision, args.soak))
@@ -294,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sam2-manifest", type=Path, default=None)
     p.add_argument("--no-segment", action="store_true", help="skip SAM2")
     p.add_argument("--segment-items", type=int, default=5, help="accepted items to segment")
+    p.add_argument("--batch", type=int, default=1, help="frames per model call (models with a dynamic batch)")
     _detector_args(p)
     p.set_defaults(func=cmd_bench)
 

@@ -127,7 +127,8 @@ def load_detector(
     if problems:
         raise ManifestError("; ".join(problems))
     model_path = Path(engine_path) if engine_path else manifest.file_path(entry)
-    be = create_backend(backend, model_path, **backend_options)
+    options = {"input_size": tuple(entry.input_shape[2:]), **backend_options}
+    be = create_backend(backend, model_path, **options)
     try:
         check_model_against_manifest(be, entry, model_path)
     except ManifestError:

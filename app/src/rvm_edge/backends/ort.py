@@ -46,6 +46,7 @@ class OrtBackend(Backend):
         providers: list[str] | None = None,
         threads: int = 0,
         batch: int = 1,
+        input_size: tuple[int, int] | None = None,
         **_: object,
     ) -> None:
         opts = ort.SessionOptions()
@@ -60,6 +61,8 @@ class OrtBackend(Backend):
             raise BackendError(f"{model_path}: ONNX Runtime cannot load it ({exc})") from exc
         inp, out = self.session.get_inputs()[0], self.session.get_outputs()[0]
         dims = list(inp.shape)
+        if len(dims) == 4 and input_size is not None and not all(isinstance(d, int) for d in dims[2:]):
+            dims[2:] = list(input_size)  # a dynamic-size export runs at the size the manifest names
         if len(dims) != 4 or not all(isinstance(d, int) for d in dims[1:]):
             raise BackendError(f"{model_path}: expected a fixed-size NCHW image input, got {dims}")
         dynamic_batch = not isinstance(dims[0], int)
