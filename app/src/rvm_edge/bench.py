@@ -152,7 +152,7 @@ def detections_agree(
 def run_batched(
     detector: Detector, frames: list[tuple[str, bytes]], decision: DecisionConfig, iterations: int, batch: int
 ) -> Samples:
-    """Throughput with ``batch`` frames per model call; per-frame figures are the batch's divided by its size."""
+    """Throughput at ``batch`` frames per model call; per-frame figures are the batch time over its size."""
     s = Samples([], [], [], [])
     for start in range(0, iterations, batch):
         n = min(batch, iterations - start)

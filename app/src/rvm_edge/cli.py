@@ -184,7 +184,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     frames = bench.load_encoded_frames(args.frames_dir)
     detector = _load_detector(args, batch=args.batch)
     if args.batch > detector.max_batch:
-        raise UserError(f"--batch {args.batch}: this model takes at most {detector.max_batch} frames per call")
+        raise UserError(f"--batch {args.batch}: this model takes at most {detector.max_batch} frames a call")
     decision = DecisionConfig().covering(detector.classes)
     segmenter = _maybe_segmenter(args, detector_manifest=args.manifest or default_manifest())
     detector.warm_up(3)
