@@ -67,8 +67,8 @@ def test_bench_writes_table_json_and_plot(
     table = capsys.readouterr().out
     assert "e2e ms p50 / p95" in table and "RSS slope" in table
     report = json.loads(out_json.read_text())
-    for key in ("backend", "model_ms_p50", "model_ms_p95", "e2e_ms_p50", "e2e_ms_p95", "segment_ms_p50", "fps"):
-        assert key in report
+    keys = ("backend", "model_ms_p50", "model_ms_p95", "e2e_ms_p50", "e2e_ms_p95", "segment_ms_p50", "fps")
+    assert all(key in report for key in keys)
     assert report["backend"] == "onnxruntime" and report["frames"] == 10
     assert report["e2e_ms_p50"] >= report["model_ms_p50"] > 0 and report["peak_rss_mb"] > 0
     assert report["soak_frames"] == 30 and "rss_slope_mb_per_1k_frames" in report
