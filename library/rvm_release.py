@@ -109,6 +109,8 @@ options:
     type: bool
     default: true
 notes:
+  - The bundle format has a reference writer, C(write_bundle) in C(library/module_utils/rvm_release_bundle.py),
+    which imports nothing from Ansible so the bundle builder can load it directly.
   - Supports check mode (bundles are still read and verified, nothing is written) and diff mode
     (C(current), C(previous) and the installed versions before and after).
   - Facts are returned for every state under C(ansible_facts.rvm_release); in check mode they show
@@ -176,6 +178,13 @@ release:
   returned: always
   type: str
   sample: "1.4.0"
+before:
+  description:
+    - C(current) and C(previous) as they were before the call, for deploy records (from -> to) and for
+      choosing the schema migration to undo after a rollback.
+  returned: always
+  type: dict
+  sample: {"current": "1.3.0", "previous": "1.2.0"}
 current:
   description: The current release after the call (predicted in check mode); null when there is none.
   returned: always
@@ -358,6 +367,7 @@ def run(module: AnsibleModule) -> dict[str, Any]:
         "msg": "; ".join(plan.actions) or f"no change (current: {plan.current or 'none'})",
         "actions": plan.actions,
         "release": plan.release,
+        "before": {"current": before.current, "previous": before.previous},
         "current": plan.current,
         "previous": plan.previous,
         "releases": facts(store, after)["releases"],

@@ -12,7 +12,9 @@ Every file is hashed while it streams out of the archive, so a bundle is read ex
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import io
 import json
 import os
 import re
@@ -22,7 +24,7 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import IO
 
@@ -447,3 +449,97 @@ def verify_tree(root: Path, manifest: Manifest, source: str) -> None:
             raise ReleaseError(f"{source}: {rel} is no longer a regular file")
         actual[rel] = file_sha256(path)
     compare_files(manifest, actual, source, allow_extra=True)
+
+
+# ---- the builder's half of the contract ---------------------------------------------------------
+# The bundle builder (make release) may use these so both sides share one definition of the format;
+# this file imports nothing from Ansible and can be loaded straight from library/module_utils.
+
+
+def _hash_tree(tree: Path) -> dict[str, str]:
+    files: dict[str, str] = {}
+    for path in sorted(tree.rglob("*")):
+        rel = path.relative_to(tree).as_posix()
+        if path.is_symlink():
+            raise ReleaseError(f"{path}: bundles may not contain symlinks; copy the file it points to")
+        if path.is_dir():
+            continue
+        if not path.is_file():
+            raise ReleaseError(f"{path}: bundles hold only regular files and directories")
+        if rel in (MANIFEST_NAME, MARKER_NAME):
+            raise ReleaseError(
+                f"{path}: {rel} is written by the builder/installer and may not be in the tree"
+            )
+        files[rel] = file_sha256(path)
+    return files
+
+
+def manifest_for_tree(
+    tree: Path, *, version: str, arch: str, python: str, wheel: str | None = None, created: str | None = None
+) -> dict[str, object]:
+    """Hash every regular file under ``tree`` into a schema-1 manifest, validated before it is returned."""
+    doc: dict[str, object] = {
+        "schema": SCHEMA_VERSION,
+        "name": APP_NAME,
+        "version": version,
+        "arch": arch,
+        "python": python,
+        "created": created or datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "files": _hash_tree(tree),
+    }
+    if wheel is not None:
+        doc["wheel"] = wheel
+    parse_manifest(_manifest_bytes(doc), f"manifest for {tree}")
+    return doc
+
+
+def _manifest_bytes(doc: dict[str, object]) -> bytes:
+    return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+
+def _tar_info(name: str, size: int, mode: int, mtime: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mode = mode
+    info.mtime = mtime
+    info.uid = info.gid = 0
+    info.uname = info.gname = "root"
+    return info
+
+
+def write_bundle(
+    tree: Path,
+    dest_dir: Path,
+    *,
+    version: str,
+    arch: str,
+    python: str,
+    wheel: str | None = None,
+    created: str | None = None,
+) -> Path:
+    """Write ``dest_dir/rvm-edge-<version>-<arch>.tar.gz`` from ``tree`` in the form the installer wants.
+
+    MANIFEST.json comes first (a wrong-arch bundle is refused before anything is unpacked), members
+    are sorted with fixed owner and timestamps, so the same tree and ``created`` give the same bytes.
+    """
+    doc = manifest_for_tree(tree, version=version, arch=arch, python=python, wheel=wheel, created=created)
+    data = _manifest_bytes(doc)
+    manifest = parse_manifest(data, f"manifest for {tree}")
+    mtime = int(datetime.fromisoformat(manifest.created.replace("Z", "+00:00")).timestamp())
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    path = dest_dir / f"rvm-edge-{version}-{arch}.tar.gz"
+    partial = dest_dir / f".{path.name}.partial"
+    with (
+        partial.open("wb") as raw,
+        gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=mtime) as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as archive,
+    ):
+        archive.addfile(_tar_info(MANIFEST_NAME, len(data), 0o644, mtime), io.BytesIO(data))
+        for rel in manifest.files:
+            source = tree / rel
+            info = source.stat()
+            mode = 0o755 if info.st_mode & 0o111 else 0o644
+            with source.open("rb") as handle:
+                archive.addfile(_tar_info(rel, info.st_size, mode, mtime), handle)
+    os.replace(partial, path)
+    return path

@@ -125,6 +125,7 @@ def test_activate_switches_current_and_previous(run_module: ModuleRun, root: Pat
 
     assert links(root) == ("2.0.0", "1.0.0")
     assert result["current"] == "2.0.0" and result["previous"] == "1.0.0"
+    assert result["before"] == {"current": "1.0.0", "previous": None}
     assert result["actions"] == [
         "previous: (none) -> 1.0.0",
         "current: 1.0.0 -> 2.0.0",
