@@ -31,9 +31,10 @@ def test_geometry_of_an_empty_mask() -> None:
     assert g.area_px == 0 and g.fill_ratio == 0.0
 
 
-def test_encode_once_decode_per_box_gives_frame_sized_masks(tmp_path: Path) -> None:
+@pytest.mark.parametrize("encoder_backend", ["onnxruntime", "openvino"])
+def test_encode_once_decode_per_box_gives_frame_sized_masks(tmp_path: Path, encoder_backend: str) -> None:
     enc, dec = tiny_sam2(tmp_path)
-    seg = Sam2Segmenter(enc, dec)
+    seg = Sam2Segmenter(enc, dec, encoder_backend=encoder_backend, cache_dir=tmp_path / "ov-cache")
     frame = np.full((120, 160, 3), 100, np.uint8)
     results, timings = seg.segment(frame, [(40.0, 30.0, 120.0, 90.0), (0.0, 0.0, 20.0, 20.0)])
     assert len(results) == 2 and set(timings) == {"sam2_encode_ms", "sam2_decode_ms"}

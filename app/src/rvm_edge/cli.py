@@ -174,7 +174,7 @@ def _maybe_segmenter(args: argparse.Namespace, detector_manifest: Path):
         return None
     from rvm_edge.segment import load_segmenter
 
-    return load_segmenter(path, args.threads)
+    return load_segmenter(path, args.threads, args.sam2_backend, args.sam2_precision, args.cache_dir)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -279,6 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loop", action="store_true", help="loop a file source")
     p.add_argument("--mask-dir", type=Path, default=None, help="write SAM2 mask PNGs here")
     p.add_argument("--sam2-manifest", type=Path, default=None)
+    p.add_argument("--sam2-backend", default="onnxruntime", help="SAM2 encoder: onnxruntime | openvino")
+    p.add_argument("--sam2-precision", default="f32", help="SAM2 encoder precision on OpenVINO (f32 | bf16)")
     p.add_argument("--no-segment", action="store_true", help="switch SAM2 off")
     _detector_args(p)
     p.set_defaults(func=cmd_stream)
@@ -298,6 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--ultralytics-model", type=Path, default=None, help="model for ultralytics (default: same)"
     )
     p.add_argument("--sam2-manifest", type=Path, default=None)
+    p.add_argument("--sam2-backend", default="onnxruntime", help="SAM2 encoder: onnxruntime | openvino")
+    p.add_argument("--sam2-precision", default="f32", help="SAM2 encoder precision on OpenVINO (f32 | bf16)")
     p.add_argument("--no-segment", action="store_true", help="skip SAM2")
     p.add_argument("--segment-items", type=int, default=5, help="accepted items to segment")
     p.add_argument("--batch", type=int, default=1, help="frames per model call (models with a dynamic batch)")

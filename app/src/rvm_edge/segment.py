@@ -42,11 +42,34 @@ def mask_geometry(mask: np.ndarray, box: tuple[float, float, float, float]) -> M
     return MaskGeometry(area, min(1.0, area / box_area), math.degrees(theta) % 180.0, (cx, cy))
 
 
+class _OpenVinoEncoder:
+    """The SAM2 image encoder compiled by OpenVINO: on x86 CPUs with AMX, bf16 runs it about 2.5x
+    faster than ONNX Runtime FP32. Compiling takes minutes, so the compiled model is cached on disk."""
+
+    def __init__(self, path: Path, precision: str, cache_dir: Path | None, threads: int) -> None:
+        from rvm_edge.backends.openvino import compile_model
+
+        self.compiled = compile_model(path, "CPU", precision, cache_dir, threads)
+        self.request = self.compiled.create_infer_request()
+        self.names = [o.get_any_name() for o in self.compiled.outputs]
+
+    def run(self, tensor: np.ndarray) -> list[np.ndarray]:
+        self.request.infer({0: tensor}, share_inputs=True)
+        return [self.request.get_output_tensor(i).data for i in range(len(self.names))]
+
+
 class Sam2Segmenter:
     """Encoder + decoder sessions, loaded once; ``encode`` per frame, ``decode`` per box."""
 
     def __init__(
-        self, encoder_path: Path, decoder_path: Path, threads: int = 0, normalize: bool = True
+        self,
+        encoder_path: Path,
+        decoder_path: Path,
+        threads: int = 0,
+        normalize: bool = True,
+        encoder_backend: str = "onnxruntime",
+        precision: str = "f32",
+        cache_dir: Path | None = None,
     ) -> None:
         opts = ort.SessionOptions()
         # no arena: the encoder's activations (~700 MB at 1024 px) go back to the heap after each
@@ -56,15 +79,25 @@ class Sam2Segmenter:
         if threads:
             opts.intra_op_num_threads = threads
         providers = ["CPUExecutionProvider"]
-        self.encoder = ort.InferenceSession(str(encoder_path), opts, providers=providers)
         self.decoder = ort.InferenceSession(str(decoder_path), opts, providers=providers)
-        enc_in = self.encoder.get_inputs()[0]
-        shape = enc_in.shape
+        self._ov: _OpenVinoEncoder | None = None
+        if encoder_backend == "openvino":
+            self._ov = _OpenVinoEncoder(encoder_path, precision, cache_dir, threads)
+            dims = self._ov.compiled.input(0).get_partial_shape()
+            shape = [d.get_length() if d.is_static else "?" for d in dims]
+            self.enc_input = self._ov.compiled.input(0).get_any_name()
+            self.enc_outputs = self._ov.names
+        elif encoder_backend == "onnxruntime":
+            self.encoder = ort.InferenceSession(str(encoder_path), opts, providers=providers)
+            enc_in = self.encoder.get_inputs()[0]
+            shape = list(enc_in.shape)
+            self.enc_input = enc_in.name
+            self.enc_outputs = [o.name for o in self.encoder.get_outputs()]
+        else:
+            raise ValueError(f"SAM2 encoder backend {encoder_backend!r}: expected onnxruntime or openvino")
         if len(shape) != 4 or not all(isinstance(d, int) for d in shape[2:]):
             raise ValueError(f"{encoder_path}: expected a fixed-size NCHW image input, got {shape}")
-        self.enc_input = enc_in.name
         self.size = (int(shape[2]), int(shape[3]))
-        self.enc_outputs = [o.name for o in self.encoder.get_outputs()]
         self.dec_inputs = {i.name: i for i in self.decoder.get_inputs()}
         missing = [n for n in self.dec_inputs if not self._known_input(n)]
         if missing:
@@ -93,7 +126,10 @@ class Sam2Segmenter:
         else:
             rgb /= 255.0
         self._tensor[0] = rgb.transpose(2, 0, 1)
-        values = self.encoder.run(None, {self.enc_input: self._tensor})
+        if self._ov is not None:
+            values = self._ov.run(self._tensor)
+        else:
+            values = self.encoder.run(None, {self.enc_input: self._tensor})
         trim_heap()
         return dict(zip(self.enc_outputs, values, strict=True))
 
@@ -154,7 +190,13 @@ def write_mask_png(mask: np.ndarray, path: Path) -> Path:
     return path
 
 
-def load_segmenter(manifest_path: str | Path, threads: int = 0) -> Sam2Segmenter:
+def load_segmenter(
+    manifest_path: str | Path,
+    threads: int = 0,
+    encoder_backend: str = "onnxruntime",
+    precision: str = "f32",
+    cache_dir: Path | None = None,
+) -> Sam2Segmenter:
     """The SAM2 encoder and decoder of a manifest, verified (sha256, input shape) first."""
     manifest = load_manifest(manifest_path)
     enc, dec = manifest.by_role("sam2_encoder"), manifest.by_role("sam2_decoder")
@@ -166,6 +208,9 @@ def load_segmenter(manifest_path: str | Path, threads: int = 0) -> Sam2Segmenter
         manifest.file_path(dec),
         threads,
         normalize=not enc.source.get("normalized_in_graph", False),
+        encoder_backend=encoder_backend,
+        precision=precision,
+        cache_dir=cache_dir,
     )
     if tuple(enc.input_shape[2:]) != seg.size:
         raise ManifestError(
