@@ -25,8 +25,9 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarr
         i = order[0]
         keep.append(i)
         rest = order[1:]
-        w = np.clip(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0, None)
-        h = np.clip(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0, None)
+        # np.maximum(.., 0) rather than np.clip: same result, a fraction of clip's per-call overhead
+        w = np.maximum(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0.0)
+        h = np.maximum(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0.0)
         inter = w * h
         iou = inter / (areas[i] + areas[rest] - inter + 1e-12)
         order = rest[iou <= iou_threshold]
