@@ -237,7 +237,16 @@ import platform
 from pathlib import Path
 from typing import Any
 
+import ansible.module_utils
 from ansible.module_utils.basic import AnsibleModule
+
+# Tools that load this file directly instead of through AnsiballZ (ansible-lint's argument check,
+# the unit tests) need library/module_utils on the package path; under AnsiballZ the directory does
+# not exist beside the payload and this does nothing.
+_LOCAL_MODULE_UTILS = Path(__file__).resolve().parent / "module_utils"
+if _LOCAL_MODULE_UTILS.is_dir() and str(_LOCAL_MODULE_UTILS) not in ansible.module_utils.__path__:
+    ansible.module_utils.__path__.append(str(_LOCAL_MODULE_UTILS))
+
 from ansible.module_utils.rvm_release_bundle import (
     SHA256_RE,
     Expectation,
