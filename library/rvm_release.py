@@ -46,6 +46,12 @@ description:
     C(previous) to the release activated most recently before C(T) that was not rolled back from
     (or removes C(previous) when there is none). Rolling back twice therefore walks back through
     the deploy history (v3 -> v2 -> v1) and never returns to a failed release."
+  - Rolling back to C(previous) is an action, not a desired state; running it twice rolls back twice.
+    For retries that must be idempotent, read C(ansible_facts.rvm_release.previous) first and pass it
+    as I(to); a rollback to the release that is already current changes nothing.
+  - When C(current) and C(previous) name the same release, an activation or rollback was interrupted
+    after its first switch; I(state=rollback) then only repairs C(previous) (current is the release
+    that was running), and re-running the interrupted I(state=current) completes it.
 version_added: "1.0.0"
 author:
   - rvm-fleet maintainers (@rvm-fleet)

@@ -429,3 +429,23 @@ def test_disk_full_while_unpacking_is_reported_and_cleaned_up(
     assert "corrupt" not in result["msg"]
     assert sorted(p.name for p in (root / "releases").iterdir()) == ["1.0.0"]
     assert links(root) == ("1.0.0", None)
+
+
+def test_rollback_after_interrupted_activation_keeps_running_release(
+    run_module: ModuleRun, root: Path, bundles: Path, deploy: Deploy
+) -> None:
+    """The role's rescue rolls back after a failed switch: the running release must stay current."""
+    deploy("1.0.0")
+    deploy("2.0.0")
+    run_module(args(root, state="present", bundle=str(make_bundle(bundles, "3.0.0"))))
+    # The activation of 3.0.0 died after its first step, previous := old current.
+    (root / "previous").unlink()
+    (root / "previous").symlink_to("releases/2.0.0")
+
+    result = run_module(args(root, state="rollback"))
+
+    assert result["changed"] is True
+    assert result["actions"] == ["previous: 2.0.0 -> 1.0.0"]
+    assert links(root) == ("2.0.0", "1.0.0")
+    assert marker(root, "2.0.0")["state"] == "activated"
+    assert marker(root, "3.0.0")["state"] == "installed"
