@@ -37,6 +37,12 @@ def default_manifest() -> Path:
     return Path("models/lab/manifest.json")
 
 
+def default_cache_dir() -> Path:
+    """Where OpenVINO keeps compiled models: compiling SAM2 takes minutes, loading the cache a second."""
+    base = os.environ.get("RVM_EDGE_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "rvm-edge")
+    return Path(base) / "openvino"
+
+
 def default_sam2_manifest(detector_manifest: Path) -> Path:
     return Path(os.environ.get("RVM_EDGE_SAM2_MANIFEST", detector_manifest.parent / "sam2" / "manifest.json"))
 
@@ -52,7 +58,12 @@ def _detector_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--iou", type=float, default=0.7, help="NMS IoU threshold")
     p.add_argument("--threads", type=int, default=0, help="inference threads (0: backend default)")
     p.add_argument("--precision", default="f32", help="OpenVINO inference precision (f32 | bf16 | f16)")
-    p.add_argument("--cache-dir", type=Path, default=None, help="OpenVINO compiled-model cache")
+    p.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=default_cache_dir(),
+        help="OpenVINO compiled-model cache (default: $RVM_EDGE_CACHE_DIR or ~/.cache/rvm-edge, /openvino)",
+    )
 
 
 def _load_detector(args: argparse.Namespace, batch: int = 1):
