@@ -122,7 +122,8 @@ def test_onnxruntime_and_openvino_agree_on_a_real_yolo11(tmp_path: Path) -> None
 
     if not LAB_MANIFEST.is_file() or not available_backends()["openvino"]:
         pytest.skip("needs the committed lab model and openvino")
-    entry = json.loads(LAB_MANIFEST.read_text())["models"][0]
+    models = json.loads(LAB_MANIFEST.read_text())["models"]
+    entry = next(m for m in models if m["role"] == "detector" and m["precision"] == "fp32")
     model = LAB_MANIFEST.parent / entry["file"]
     x = np.random.default_rng(0).random((1, 3, *entry["input_shape"][2:]), dtype=np.float32)
     a = create_backend("onnxruntime", model).infer(x).copy()

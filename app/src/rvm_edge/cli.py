@@ -239,7 +239,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_models_verify(args: argparse.Namespace) -> int:
     from rvm_edge.manifest import verify
 
-    paths = args.manifests or [default_manifest()]
+    if args.manifests:
+        paths = args.manifests
+    else:  # the detector's manifest, and SAM2's beside it when there is one
+        sam2 = default_sam2_manifest(default_manifest())
+        paths = [default_manifest(), *([sam2] if sam2.is_file() else [])]
     failed = False
     for path in paths:
         problems = verify(path)
