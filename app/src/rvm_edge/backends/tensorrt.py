@@ -36,7 +36,11 @@ class TrtRunner:
 
     def __init__(self, engine_path: Path) -> None:
         import tensorrt as trt
-        from cuda import cudart
+
+        try:  # cuda-python >= 12.6 moved the runtime bindings; older JetPack wheels have the old name
+            from cuda.bindings import runtime as cudart
+        except ImportError:
+            from cuda import cudart
 
         self._trt, self._cudart = trt, cudart
         logger = trt.Logger(trt.Logger.WARNING)
@@ -77,7 +81,7 @@ class TrtRunner:
         self._check(
             cu.cudaMemcpyAsync(self._d_in, host_input.ctypes.data, host_input.nbytes, h2d, self._stream)
         )
-        if not self.context.execute_async_v3(self._stream):
+        if not self.context.execute_async_v3(int(self._stream)):  # TensorRT takes the raw handle
             raise BackendError("TensorRT execute_async_v3 failed")
         self._check(
             cu.cudaMemcpyAsync(host_output.ctypes.data, self._d_out, host_output.nbytes, d2h, self._stream)
