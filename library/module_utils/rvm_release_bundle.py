@@ -158,6 +158,12 @@ def parse_manifest(data: bytes, source: str) -> Manifest:
         _check_manifest_path(path, source)
         if not isinstance(digest, str) or not SHA256_RE.match(digest):
             raise ReleaseError(f"{source}: files: {path!r}: expected 64 lowercase hex digits, got {digest!r}")
+    parents = {str(parent) for path in files for parent in PurePosixPath(path).parents}
+    clashing = sorted(parents & files.keys())
+    if clashing:
+        raise ReleaseError(
+            f"{source}: files: {clashing[0]!r} is listed as a file but other paths lie under it"
+        )
     wheel = doc.get("wheel")
     if wheel is not None and (not isinstance(wheel, str) or wheel not in files or not wheel.endswith(".whl")):
         raise ReleaseError(f"{source}: wheel: {wheel!r} must be a '.whl' path that is listed under files")
@@ -255,20 +261,18 @@ def _create(path: Path, mode: int) -> IO[bytes]:
 def _copy_member(src: IO[bytes], dest: Path | None, executable: bool) -> str:
     """Stream one member, hashing it, into ``dest`` (or nowhere, for check mode); return its sha256."""
     digest = hashlib.sha256()
-    out = None if dest is None else _create(dest, 0o755 if executable else 0o644)
-    try:
+    if dest is None:
         for chunk in iter(lambda: src.read(CHUNK), b""):
             digest.update(chunk)
-            if out is not None:
-                with _writing(dest or Path()):
-                    out.write(chunk)
-        if out is not None:
-            with _writing(dest or Path()):
-                out.flush()
-                os.fsync(out.fileno())
-    finally:
-        if out is not None:
-            out.close()
+        return digest.hexdigest()
+    with _create(dest, 0o755 if executable else 0o644) as out:
+        for chunk in iter(lambda: src.read(CHUNK), b""):
+            digest.update(chunk)
+            with _writing(dest):
+                out.write(chunk)
+        with _writing(dest):
+            out.flush()
+            os.fsync(out.fileno())
     return digest.hexdigest()
 
 
@@ -305,9 +309,12 @@ class _Walk:
             _make_dir(self.dest / rel)
 
     def add_file(self, rel: str, member: tarfile.TarInfo, src: IO[bytes]) -> None:
-        if rel in self.hashes or rel in self.dirs:
+        if rel in self.hashes:
             raise ReleaseError(f"{self.source}: member {rel!r} appears more than once")
+        if rel in self.dirs:
+            raise ReleaseError(f"{self.source}: member {rel!r} appears both as a file and a directory")
         self._check_parents(rel)
+        self.dirs.update(str(parent) for parent in PurePosixPath(rel).parents if str(parent) != ".")
         if rel.endswith("/" + MANIFEST_NAME):
             self.stray_manifests.append(rel)
         target: Path | None = None

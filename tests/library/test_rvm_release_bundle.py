@@ -181,6 +181,25 @@ CASES: dict[str, tuple[Builder, dict[str, Any], list[str]]] = {
         {},
         ["files: '../x' must be a normalised relative path"],
     ),
+    "file and directory with one name": (
+        lambda d: make_bundle(d, "2.0.0", add_members=_member("models/detector.onnx/inner")),
+        {},
+        ["'models/detector.onnx/inner' lies under 'models/detector.onnx', which is a file"],
+    ),
+    "file where a directory was": (
+        lambda d: make_bundle(d, "2.0.0", add_members=_member("./models")),
+        {},
+        ["member 'models' appears both as a file and a directory"],
+    ),
+    "directory then file with one name": (
+        lambda d: make_bundle(
+            d,
+            "2.0.0",
+            files={"models/a/b.onnx": b"b", "models/a": b"a", "rvm_edge-2.0.0-py3-none-any.whl": b"w"},
+        ),
+        {},
+        ["'models/a' is listed as a file but other paths lie under it"],
+    ),
     "manifest wrong schema": (
         lambda d: make_bundle(d, "2.0.0", manifest_patch={"schema": 2}),
         {},
