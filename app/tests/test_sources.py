@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import draw_frame
-from rvm_edge.sources import CaptureSource, ImageFolderSource, SourceError, open_source
+from rvm_edge.sources import CaptureSource, ImageFolderSource, SourceError, open_source, opencv_has_gstreamer
 
 
 def write_video(path: Path, frames: int) -> Path:
@@ -67,7 +67,16 @@ def test_bad_specs_say_what_is_accepted(tmp_path: Path) -> None:
 
 def test_camera_specs_are_live() -> None:
     assert open_source("0").live and open_source("/dev/video3").live
-    assert open_source("csi").live and open_source("videotestsrc ! appsink").live
+
+
+def test_gstreamer_sources_need_an_opencv_with_gstreamer() -> None:
+    assert opencv_has_gstreamer("  Video I/O:\n    GStreamer:                   YES (1.20.3)\n")
+    assert not opencv_has_gstreamer("  Video I/O:\n    GStreamer:                   NO\n")
+    if opencv_has_gstreamer():
+        assert open_source("csi").live and open_source("videotestsrc ! appsink").live
+    else:  # PyPI's headless wheel: a clear refusal instead of reconnecting forever
+        with pytest.raises(SourceError, match=r"built without GStreamer.*JetPack.s OpenCV"):
+            open_source("csi")
 
 
 def test_lost_camera_reconnects_with_backoff_and_counts(tmp_path: Path) -> None:

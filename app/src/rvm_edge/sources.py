@@ -224,7 +224,20 @@ def _v4l2(device: int | str) -> Callable[[], Capture]:
     return lambda: cv2.VideoCapture(device, cv2.CAP_V4L2)
 
 
+def opencv_has_gstreamer(build_info: str | None = None) -> bool:
+    """PyPI's OpenCV wheels are built without GStreamer; JetPack's OpenCV (apt) has it."""
+    info = build_info if build_info is not None else cv2.getBuildInformation()
+    return any("GStreamer:" in line and "YES" in line for line in info.splitlines())
+
+
 def _gstreamer(pipeline: str) -> Callable[[], Capture]:
+    if not opencv_has_gstreamer():
+        # without this check the source would retry forever on a pipeline this OpenCV cannot open
+        raise SourceError(
+            "this OpenCV is built without GStreamer, so it cannot open a GStreamer pipeline (the Jetson CSI "
+            "camera); on a Jetson use JetPack's OpenCV (apt install python3-opencv, then remove "
+            "opencv-python-headless from the venv), or give a V4L2 camera (0, /dev/video0)"
+        )
     return lambda: cv2.VideoCapture(pipeline, cv2.CAP_GSTREAMER)
 
 
