@@ -80,3 +80,16 @@ def test_same_detections_as_ultralytics(model_name: str) -> None:
             unmatched.remove(best)
             compared += 1
     assert compared >= FRAMES // 2, f"only {compared} detections in {FRAMES} frames: not the trained model?"
+
+
+def test_ultralytics_backend_gives_the_raw_output_of_onnxruntime(one_bottle_model) -> None:
+    """The reference backend (ultralytics' AutoBackend) runs the same file to the same numbers."""
+    from rvm_edge.backends import BackendError, create_backend
+
+    try:
+        reference = create_backend("ultralytics", one_bottle_model.parent / "fixed.onnx")
+    except BackendError as exc:  # no torch/ultralytics in this venv
+        _require(False, f"ultralytics backend unavailable here: {exc}")
+    ours = create_backend("onnxruntime", one_bottle_model.parent / "fixed.onnx")
+    x = np.random.default_rng(1).random(ours.input_shape, dtype=np.float32)
+    np.testing.assert_allclose(reference.infer(x), ours.infer(x), atol=1e-6)

@@ -17,7 +17,7 @@ from rvm_edge.backends.base import Backend, BackendError
 class UltralyticsBackend(Backend):
     name = "ultralytics"
 
-    def __init__(self, model_path: Path, imgsz: int | None = None, **_: object) -> None:
+    def __init__(self, model_path: Path, input_size: tuple[int, int] | None = None, **_: object) -> None:
         os.environ.setdefault("YOLO_OFFLINE", "1")
         try:
             import torch
@@ -26,12 +26,9 @@ class UltralyticsBackend(Backend):
             raise BackendError(f"the ultralytics backend needs the export extra: {exc}") from exc
         self._torch = torch
         self.model = AutoBackend(str(model_path), device=torch.device("cpu"), fp16=False)
-        size = (
-            imgsz or int(self.model.metadata.get("imgsz", [640])[0])
-            if hasattr(self.model, "metadata")
-            else 640
-        )
-        self.input_shape = (1, 3, int(size), int(size))
+        meta = getattr(self.model, "metadata", None) or {}
+        h, w = input_size or tuple(meta.get("imgsz", (640, 640)))
+        self.input_shape = (1, 3, int(h), int(w))
 
     def infer(self, tensor: np.ndarray) -> np.ndarray:
         with self._torch.inference_mode():
