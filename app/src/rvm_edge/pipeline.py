@@ -199,6 +199,8 @@ class Pipeline:
         """Warm up (so the first real frame is not slow), then start the stage threads; sets ``ready``."""
         if self.config.warmup_runs:
             self.detector.warm_up(self.config.warmup_runs)
+            if self.segmenter is not None:
+                self.segmenter.warm_up()
         stages = [("source", self._read_loop), ("detect", self._detect_loop)]
         if self.segmenter is not None:
             stages.append(("segment", self._segment_loop))

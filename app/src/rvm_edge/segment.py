@@ -168,6 +168,12 @@ class Sam2Segmenter:
             logits = cv2.resize(logits, (w, h), interpolation=cv2.INTER_LINEAR)
         return logits > 0.0, float(scores[best])
 
+    def warm_up(self) -> None:
+        """One encode + decode on a blank frame: the first real item must not pay for lazy init."""
+        h, w = self.size
+        blank = np.full((h, w, 3), 114, np.uint8)
+        self.decode(self.encode(blank), (w / 4, h / 4, 3 * w / 4, 3 * h / 4), (h, w))
+
     def segment(
         self, image: np.ndarray, boxes: list[tuple[float, float, float, float]]
     ) -> tuple[list[tuple[np.ndarray, float]], dict[str, float]]:
