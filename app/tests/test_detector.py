@@ -129,3 +129,14 @@ def test_onnxruntime_and_openvino_agree_on_a_real_yolo11(tmp_path: Path) -> None
     a = create_backend("onnxruntime", model).infer(x).copy()
     b = create_backend("openvino", model, precision="f32").infer(x)
     np.testing.assert_allclose(a, b, atol=1e-2, rtol=1e-3)
+
+
+def test_onnxruntime_prefers_tensorrt_then_cuda_and_keeps_cpu_as_fallback() -> None:
+    from rvm_edge.backends.ort import pick_providers
+
+    jetson = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert pick_providers(list(reversed(jetson))) == jetson
+    assert pick_providers(["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
+    assert pick_providers(jetson, ["CUDAExecutionProvider"]) == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    with pytest.raises(BackendError, match=r"providers \['CUDAExecutionProvider'\] are not in this build"):
+        pick_providers(["CPUExecutionProvider"], ["CUDAExecutionProvider"])
