@@ -137,6 +137,7 @@ def test_onnxruntime_prefers_tensorrt_then_cuda_and_keeps_cpu_as_fallback() -> N
     jetson = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
     assert pick_providers(list(reversed(jetson))) == jetson
     assert pick_providers(["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
-    assert pick_providers(jetson, ["CUDAExecutionProvider"]) == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    chosen = pick_providers(jetson, ["CUDAExecutionProvider"])
+    assert chosen == ["CUDAExecutionProvider", "CPUExecutionProvider"]
     with pytest.raises(BackendError, match=r"providers \['CUDAExecutionProvider'\] are not in this build"):
         pick_providers(["CPUExecutionProvider"], ["CUDAExecutionProvider"])
