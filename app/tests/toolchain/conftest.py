@@ -13,8 +13,6 @@ import pytest
 
 from rvm_edge.toolchain import synth
 
-TINY = 64  # input size for toolchain tests: the real graph, a fraction of the compute
-
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -30,7 +28,7 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model = DetectionModel("yolo11n.yaml", nc=len(synth.CLASSES), verbose=False)
     model.names = dict(enumerate(synth.CLASSES))
     path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    torch.save({"model": model, "train_args": {"imgsz": TINY, "task": "detect"}}, path)
+    torch.save({"model": model, "train_args": {"imgsz": 64, "task": "detect"}}, path)
     return path
 
 

@@ -26,6 +26,7 @@ import numpy as np
 from rvm_edge.preprocess import Preprocessor
 
 _CONV_BRANCH = re.compile(r"(one2one_)?cv\d+\.\d+/")
+_QDQ_OPS = {"QuantizeLinear", "DequantizeLinear"}
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 MIN_CALIB_IMAGES = 8
 
@@ -78,7 +79,10 @@ def head_decode_nodes(model: Any) -> tuple[str, tuple[str, ...]]:
     and its per-scale convolution branches ``cv2.<k>``/``cv3.<k>`` (box and class). Those branches are
     quantised; the rest of the head (concat, reshape, DFL, box decoding, sigmoid) stays in float.
     """
-    producer = next((n for n in model.graph.node if "output0" in n.output), None)
+    producers = {t: n for n in model.graph.node for t in n.output}
+    producer = producers.get("output0")
+    while producer is not None and producer.op_type in _QDQ_OPS:  # a quantised output: look through Q/DQ
+        producer = producers.get(producer.input[0])
     if producer is None or not producer.name.startswith("/model."):
         raise QuantizeError(
             "no node named /model.<i>/... produces 'output0': not an ultralytics detector export"
@@ -87,9 +91,23 @@ def head_decode_nodes(model: Any) -> tuple[str, tuple[str, ...]]:
     excluded = tuple(
         n.name
         for n in model.graph.node
-        if n.name.startswith(prefix) and not _CONV_BRANCH.match(n.name[len(prefix) :])
+        if n.name.startswith(prefix)
+        and n.op_type not in _QDQ_OPS
+        and not _CONV_BRANCH.match(n.name[len(prefix) :])
     )
     return prefix, excluded
+
+
+def quantized_decode_tensors(model: Any) -> list[str]:
+    """Tensors computed by the head's decoding that pass through QuantizeLinear (a good model has none).
+
+    A non-empty answer means box coordinates or class scores are rounded to an 8-bit grid: the
+    failure that gives mAP 0.
+    """
+    _, decode = head_decode_nodes(model)
+    names = set(decode)
+    produced = {t for n in model.graph.node if n.name in names for t in n.output}
+    return [n.input[0] for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] in produced]
 
 
 class _FolderReader:
@@ -113,8 +131,14 @@ class _FolderReader:
         self._it = iter(self.files)
 
 
-def quantize_detector(fp32: Path, out: Path, calib_dir: Path, per_channel: bool = True) -> QuantizeResult:
-    """Write a static-INT8 QDQ copy of ``fp32`` to ``out``, calibrated on ``calib_dir``."""
+def quantize_detector(
+    fp32: Path, out: Path, calib_dir: Path, per_channel: bool = True, float_head: bool = True
+) -> QuantizeResult:
+    """Write a static-INT8 QDQ copy of ``fp32`` to ``out``, calibrated on ``calib_dir``.
+
+    ``float_head=False`` quantises the head's decoding too: the naive model whose scores collapse,
+    kept only so that the difference can be measured and tested.
+    """
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -128,6 +152,8 @@ def quantize_detector(fp32: Path, out: Path, calib_dir: Path, per_channel: bool 
         # shape inference + graph cleanup first, as onnxruntime recommends for static quantisation
         quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
         prefix, excluded = head_decode_nodes(onnx.load(str(prepared)))
+        if not float_head:
+            excluded = ()
         # keep the metadata (class names, stride, imgsz) the runtime reads from the file
         kept = {p.key: p.value for p in model.metadata_props}
         tmp_out = Path(tmp) / "int8.onnx"
