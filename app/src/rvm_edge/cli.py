@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -200,33 +199,37 @@ def cmd_bench(args: argparse.Namespace) -> int:
     segmenter = _maybe_segmenter(args, detector_manifest=args.manifest or default_manifest())
     detector.warm_up(3)
     iterations = max(args.iterations, len(frames))
-    t0 = time.perf_counter()
-    if args.batch > 1:
-        ours = bench.run_batched(detector, frames, decision, iterations, args.batch)
-    else:
-        ours = bench.run_ours(detector, frames, decision, iterations, None)
-    wall = time.perf_counter() - t0
-    if segmenter is not None:
-        seg = bench.run_ours(detector, frames, decision, len(frames), segmenter, args.segment_items)
-        ours.segment = seg.segment
-    report = bench.summarize(detector.backend.describe(), ours, wall, len(ours.e2e))
-    report["batch"] = args.batch
-    report["rss_all_models_loaded_mb"] = bench.rss_mb()
-    if args.soak:
-        report.update(bench.soak(detector, frames, decision, args.soak))
-    ultra = None
+    reference = None
     if args.compare_ultralytics:
         from rvm_edge.manifest import load_manifest
 
         m = load_manifest(args.manifest or default_manifest())
         entry = m.by_name(args.model) if args.model else m.by_role("detector")
-        model_path = args.ultralytics_model or m.file_path(entry)
-        ultra, ref = bench.run_ultralytics(model_path, frames, decision, iterations, entry.input_shape[-1])
-        report["ultralytics_model"] = str(model_path)
+        ref_model = args.ultralytics_model or m.file_path(entry)
+        reference = bench.UltralyticsPipeline(ref_model, entry.input_shape[-1], decision, len(frames))
+    if args.batch > 1:
+        ours = bench.run_batched(detector, frames, decision, iterations, args.batch)
+    else:
+        ours = bench.run_ours(detector, frames, decision, iterations, None, interleave=reference)
+    if segmenter is not None:
+        segmenter.warm_up()
+        seg = bench.run_ours(detector, frames, decision, len(frames), segmenter, args.segment_items)
+        ours.segment = seg.segment
+    report = bench.summarize(detector.backend.describe(), ours, len(ours.e2e))
+    report["batch"] = args.batch
+    report["rss_all_models_loaded_mb"] = bench.rss_mb()
+    if args.soak:
+        report.update(bench.soak(detector, frames, decision, args.soak))
+    ultra = None
+    if reference is not None:
+        ultra = reference.e2e
+        report["ultralytics_model"] = str(ref_model)
+        report["peak_rss_includes_ultralytics"] = True  # torch shares the process: measure RSS without it
         report["ultralytics_e2e_ms_p50"] = bench.percentile(ultra, 50)
         report["ultralytics_e2e_ms_p95"] = bench.percentile(ultra, 95)
         report["ultralytics_speedup"] = report["ultralytics_e2e_ms_p50"] / report["e2e_ms_p50"]
-        agree = [bench.detections_agree(a, b) for a, b in zip(ours.detections, ref, strict=False)]
+        pairs = zip(ours.detections, reference.detections, strict=False)
+        agree = [bench.detections_agree(a, b) for a, b in pairs]
         report["equal_detections_fraction"] = sum(agree) / len(agree) if agree else None
     print(bench.format_table(report))
     if args.json:
