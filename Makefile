@@ -1,0 +1,69 @@
+# rvm-fleet: the two entry points are `make lab` (install, build and converge the lab fleet) and
+# `make test` (every check CI runs). Everything else is a building block of those two.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV := .venv
+PYTHON ?= python3
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export ANSIBLE_FORCE_COLOR ?= 1
+export PY_COLORS ?= 1
+
+.PHONY: help deps lab lab-up lab-down lab-status lab-image converge test lint unit molecule app-test lock clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
+
+deps: $(VENV)/.installed ## install host packages (podman, mmdebstrap, ...) and the pinned Python venv
+	@lab/host-setup.sh
+
+$(VENV)/.installed: requirements/control.txt
+	@echo "==> creating $(VENV) from requirements/control.txt"
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	@$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements/control.txt
+	@touch $@
+
+lab: deps lab-up converge ## everything: install, build the lab image, start the fleet, run site.yml
+	@echo
+	@echo "Lab fleet converged. Next: 'make lab-status', 'lab/labctl.py shell rvm-lab-01',"
+	@echo "'ansible-playbook site.yml' again (changes nothing), 'make lab-down' to remove it."
+
+lab-up: deps ## create/start the lab containers of inventories/lab (idempotent)
+	@$(VENV)/bin/python lab/labctl.py up
+
+lab-down: ## remove the lab's containers, network and volumes
+	@$(VENV)/bin/python lab/labctl.py down
+
+lab-status: ## one line per lab host
+	@$(VENV)/bin/python lab/labctl.py status
+
+lab-image: deps ## build the lab image if its recipe changed
+	@$(VENV)/bin/python lab/labctl.py image
+
+converge: ## ansible-playbook site.yml against the lab
+	ansible-playbook site.yml
+
+test: deps lint unit molecule ## every check: lint, unit tests, molecule scenarios
+
+lint: ## yamllint, ansible-lint (production profile), ruff
+	yamllint --strict .
+	ansible-lint --profile production
+	ruff check .
+	ruff format --check .
+
+unit: ## pytest: tests/ (library, plugins, fleet tooling)
+	pytest -q tests
+
+molecule: ## molecule test for every scenario (roles/*/molecule/* and molecule/*)
+	@lab/run-molecule.sh
+
+lock: ## re-resolve requirements/control.in into the pinned requirements/control.txt
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install --quiet -r requirements/control.in
+	{ echo "# Lock of requirements/control.in (make lock)"; .venv-lock/bin/pip freeze --exclude-editable | sort; } > requirements/control.txt
+	rm -rf .venv-lock
+
+clean: lab-down ## remove the lab and local caches (keeps the venv)
+	rm -rf .cache

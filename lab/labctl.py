@@ -1,0 +1,333 @@
+#!/usr/bin/env python3
+"""The lab fleet: podman containers with systemd as PID 1 that stand in for RVM devices and servers.
+
+Why a tool of its own: the lab must be reproducible on a bare Debian machine with no registry
+(images are built, never pulled), idempotent (a second ``up`` changes nothing and is quick) and
+tidy (``down`` removes exactly what ``up`` made). The inventory ``inventories/lab`` is the single
+source of truth for which containers exist, so Ansible and the lab can never disagree.
+
+Commands: ``image``, ``up``, ``down``, ``status``, ``shell HOST``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+IMAGE_DIR = ROOT / "lab" / "image"
+INVENTORY = ROOT / "inventories" / "lab"
+IMAGE_REPO = "localhost/rvm-lab"
+NETWORK = "rvm-lab"
+LABEL = "io.rvm-fleet.lab"
+RECIPE_LABEL = "io.rvm-fleet.lab.recipe"
+BOOT_TIMEOUT_S = 120.0
+REQUIRED_TOOLS = {"podman": "podman", "mmdebstrap": "mmdebstrap", "runc": "runc"}
+
+
+class LabError(Exception):
+    """A problem the operator can fix; printed as one line without a traceback."""
+
+
+@dataclass(frozen=True)
+class LabHost:
+    """One container of the lab, as the inventory describes it."""
+
+    name: str
+    groups: tuple[str, ...]
+
+
+def step(index: int, total: int, message: str) -> None:
+    """Print one progress line; flushed so ``make`` shows it while the step runs."""
+    print(f"[{index}/{total}] {message}", flush=True)
+
+
+def run(args: Sequence[str], *, check: bool = True, capture: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run a command; on failure raise LabError with its stderr so the operator sees the cause."""
+    proc = subprocess.run(list(args), text=True, capture_output=capture, check=False)
+    if check and proc.returncode != 0:
+        detail = (proc.stderr or proc.stdout or "").strip().splitlines()
+        raise LabError(f"{' '.join(args[:3])} failed (exit {proc.returncode}): {detail[-1] if detail else ''}")
+    return proc
+
+
+def require_tools() -> None:
+    """Fail with one line naming the packages to install when a tool is missing."""
+    missing = [pkg for tool, pkg in REQUIRED_TOOLS.items() if shutil.which(tool) is None]
+    if missing:
+        raise LabError(
+            f"missing {', '.join(missing)}: run `apt-get install -y {' '.join(missing)}` "
+            "(or `make deps`, which installs everything the lab needs)"
+        )
+
+
+def recipe_hash() -> str:
+    """Hash of everything that defines the image: it changes only when the recipe does."""
+    digest = hashlib.sha256()
+    for path in sorted(IMAGE_DIR.iterdir()):
+        if path.is_file():
+            digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
+
+
+def image_ref() -> str:
+    return f"{IMAGE_REPO}:{recipe_hash()}"
+
+
+def read_packages() -> list[str]:
+    lines = (IMAGE_DIR / "packages.txt").read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+
+
+def read_build_conf() -> dict[str, str]:
+    conf: dict[str, str] = {}
+    for line in (IMAGE_DIR / "build.conf").read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, _, value = line.partition("=")
+            conf[key.strip()] = value.strip()
+    return conf
+
+
+def image_exists(ref: str) -> bool:
+    return run(["podman", "image", "exists", ref], check=False).returncode == 0
+
+
+def build_image(total: int = 3) -> str:
+    """Build the systemd Debian image with mmdebstrap unless this recipe's image already exists."""
+    ref = image_ref()
+    if image_exists(ref):
+        print(f"image {ref} is up to date", flush=True)
+        return ref
+    conf = read_build_conf()
+    with tempfile.TemporaryDirectory(prefix="rvm-lab-image-") as tmp:
+        tarball = Path(tmp) / "rootfs.tar"
+        step(1, total, f"bootstrapping Debian {conf['suite']} ({len(read_packages())} packages, about a minute)")
+        hooks = (IMAGE_DIR / "customize.sh").resolve()
+        cmd = [
+            "mmdebstrap",
+            f"--variant={conf['variant']}",
+            f"--include={','.join(read_packages())}",
+            f"--customize-hook={hooks} \"$1\"",
+            conf["suite"],
+            str(tarball),
+        ]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            # mmdebstrap's "I:" lines are its own progress: pass them through, indented.
+            if line.startswith(("I:", "E:", "W:")):
+                print(f"      {line.rstrip()}", flush=True)
+        if proc.wait() != 0:
+            raise LabError(f"mmdebstrap failed (exit {proc.returncode}); see the lines above")
+        step(2, total, f"importing the root filesystem as {ref}")
+        run(
+            [
+                "podman", "import",
+                "--change", 'CMD ["/sbin/init"]',
+                "--change", "STOPSIGNAL=SIGRTMIN+3",
+                "--change", f"LABEL {LABEL}=image",
+                "--change", f"LABEL {RECIPE_LABEL}={recipe_hash()}",
+                str(tarball), ref,
+            ]
+        )  # fmt: skip
+    return ref
+
+
+def inventory_hosts() -> list[LabHost]:
+    """Hosts of inventories/lab with their groups, through ansible-inventory (ranges expanded)."""
+    exe = shutil.which("ansible-inventory")
+    if exe is None:
+        raise LabError("ansible-inventory not found: run `make deps` (it creates .venv) and use the make targets")
+    data = json.loads(run([exe, "-i", str(INVENTORY), "--list"]).stdout)
+    groups_of: dict[str, list[str]] = {}
+
+    def walk(group: str) -> None:
+        entry = data.get(group, {})
+        for host in entry.get("hosts", []):
+            groups_of.setdefault(host, []).append(group)
+        for child in entry.get("children", []):
+            walk(child)
+
+    walk("all")
+    return [LabHost(name, tuple(g for g in groups if g != "all")) for name, groups in sorted(groups_of.items())]
+
+
+def container_state(name: str) -> dict[str, str] | None:
+    proc = run(["podman", "container", "inspect", name], check=False)
+    if proc.returncode != 0:
+        return None
+    info = json.loads(proc.stdout)[0]
+    labels = info.get("Config", {}).get("Labels") or {}
+    return {
+        "status": info["State"]["Status"],
+        "recipe": labels.get(RECIPE_LABEL, ""),
+        "managed": labels.get(LABEL, ""),
+    }
+
+
+def ensure_network() -> bool:
+    if run(["podman", "network", "exists", NETWORK], check=False).returncode == 0:
+        return False
+    run(["podman", "network", "create", "--label", f"{LABEL}=network", NETWORK])
+    return True
+
+
+def create_container(host: LabHost, ref: str) -> None:
+    """Create and start one systemd container.
+
+    ``unmask=/proc/sys`` lets the base role apply network-namespaced sysctls (net.*) inside the
+    container; the lab image masks systemd-sysctl.service and the base role never writes host-wide
+    keys in a container, so nothing reaches the host's kernel settings.
+    """
+    run(
+        [
+            "podman", "run", "--detach",
+            "--name", host.name, "--hostname", host.name,
+            "--network", NETWORK,
+            "--systemd=always",
+            "--security-opt", "unmask=/proc/sys",
+            "--label", f"{LABEL}=container",
+            "--label", f"{RECIPE_LABEL}={recipe_hash()}",
+            "--label", f"io.rvm-fleet.lab.groups={','.join(host.groups)}",
+            ref,
+        ]
+    )  # fmt: skip
+
+
+def wait_booted(name: str, deadline: float) -> str:
+    """Poll systemd inside the container until boot has finished (or the deadline passes)."""
+    state = "unknown"
+    while time.monotonic() < deadline:
+        proc = run(["podman", "exec", name, "systemctl", "is-system-running"], check=False)
+        state = proc.stdout.strip() or "unknown"
+        if state in ("running", "degraded"):
+            return state
+        time.sleep(0.5)
+    raise LabError(f"{name}: systemd did not finish booting in {BOOT_TIMEOUT_S:.0f}s (state {state})")
+
+
+def cmd_up(_: argparse.Namespace) -> None:
+    require_tools()
+    hosts = inventory_hosts()
+    ref = build_image()
+    ensure_network()
+    changed: list[str] = []
+    for index, host in enumerate(hosts, start=1):
+        state = container_state(host.name)
+        if state is None:
+            create_container(host, ref)
+            action = "created"
+        elif state["managed"] != "container":
+            raise LabError(f"a container named {host.name} exists but was not made by the lab; remove or rename it")
+        elif state["status"] != "running":
+            run(["podman", "start", host.name])
+            action = "started"
+        else:
+            action = "running"
+        if state is not None and state["recipe"] != recipe_hash():
+            action += " (built from an older image recipe: `make lab-down lab` recreates it)"
+        if not action.startswith("running"):
+            changed.append(host.name)
+        step(index, len(hosts), f"{host.name:<14} {action}")
+    deadline = time.monotonic() + BOOT_TIMEOUT_S
+    for name in changed:
+        wait_booted(name, deadline)
+    print(f"lab up: {len(hosts)} hosts, {len(changed)} changed", flush=True)
+
+
+def lab_objects(kind: str) -> list[str]:
+    """Names of the lab's containers, networks or volumes (everything ``up`` made carries LABEL)."""
+    fmt = "{{.Names}}" if kind == "container" else "{{.Name}}"
+    extra = ["--all"] if kind == "container" else []
+    proc = run(["podman", kind, "ls", *extra, "--filter", f"label={LABEL}", "--format", fmt])
+    return [line for line in proc.stdout.splitlines() if line.strip()]
+
+
+def cmd_down(_: argparse.Namespace) -> None:
+    if shutil.which("podman") is None:
+        print("podman is not installed: nothing to remove", flush=True)
+        return
+    containers = lab_objects("container")
+    for index, name in enumerate(containers, start=1):
+        run(["podman", "rm", "--force", "--time", "10", name])
+        step(index, len(containers), f"{name} removed")
+    for kind in ("volume", "network"):
+        for name in lab_objects(kind):
+            run(["podman", kind, "rm", "--force", name])
+            print(f"{kind} {name} removed", flush=True)
+    print("lab down: nothing of the lab is left (the image cache stays; `lab/labctl.py clean` drops it)")
+
+
+def cmd_clean(args: argparse.Namespace) -> None:
+    cmd_down(args)
+    proc = run(["podman", "images", "--filter", f"label={LABEL}=image", "--format", "{{.ID}}"], check=False)
+    for image_id in sorted(set(proc.stdout.split())):
+        run(["podman", "rmi", "--force", image_id])
+        print(f"image {image_id} removed")
+
+
+def cmd_status(_: argparse.Namespace) -> None:
+    hosts = inventory_hosts()
+    current = recipe_hash()
+    print(f"{'HOST':<14} {'GROUPS':<22} {'STATE':<10} {'SYSTEMD':<10} {'IMAGE':<8} ADDRESS")
+    for host in hosts:
+        state = container_state(host.name)
+        systemd, address, image = "-", "-", "-"
+        if state and state["status"] == "running":
+            systemd = run(["podman", "exec", host.name, "systemctl", "is-system-running"], check=False).stdout.strip()
+            address = run(
+                ["podman", "inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", host.name]
+            ).stdout.strip()
+        if state:
+            image = "current" if state["recipe"] == current else "stale"
+        status = state["status"] if state else "absent"
+        print(f"{host.name:<14} {','.join(host.groups):<22} {status:<10} {systemd:<10} {image:<8} {address}")
+
+
+def cmd_shell(args: argparse.Namespace) -> None:
+    names = [host.name for host in inventory_hosts()]
+    if args.host not in names:
+        raise LabError(f"{args.host!r} is not a lab host; inventories/lab has: {', '.join(names)}")
+    state = container_state(args.host)
+    if state is None or state["status"] != "running":
+        raise LabError(f"{args.host} is not running: `make lab-up` starts it")
+    os.execvp("podman", ["podman", "exec", "-it", args.host, "/bin/bash", "-l"])
+
+
+def cmd_image(_: argparse.Namespace) -> None:
+    require_tools()
+    print(build_image())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="labctl", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("image", help="build the lab image if its recipe changed").set_defaults(func=cmd_image)
+    sub.add_parser("up", help="create/start every host of inventories/lab").set_defaults(func=cmd_up)
+    sub.add_parser("down", help="remove the lab's containers, network and volumes").set_defaults(func=cmd_down)
+    sub.add_parser("clean", help="down, then remove the cached lab images").set_defaults(func=cmd_clean)
+    sub.add_parser("status", help="one line per lab host").set_defaults(func=cmd_status)
+    shell = sub.add_parser("shell", help="open a shell in a lab host")
+    shell.add_argument("host")
+    shell.set_defaults(func=cmd_shell)
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except LabError as err:
+        print(f"lab: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
