@@ -29,8 +29,9 @@ def test_box_maps_back_to_a_wide_frame(one_bottle_model: Path, backend: str) -> 
     assert set(result.timings_ms) == {"preprocess_ms", "model_ms", "postprocess_ms"}
 
 
-def test_batch_gives_the_same_answer_as_single_frames(one_bottle_model: Path) -> None:
-    det = load_detector(one_bottle_model, "onnxruntime", batch=4)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_batch_gives_the_same_answer_as_single_frames(one_bottle_model: Path, backend: str) -> None:
+    det = load_detector(one_bottle_model, backend, batch=4)
     assert det.max_batch == 4
     frames = [
         np.zeros((128, 256, 3), np.uint8),

@@ -21,15 +21,21 @@ def compile_model(
     cache_dir: Path | None = None,
     threads: int = 0,
     input_size: tuple[int, int] | None = None,
+    batch: int = 1,
 ) -> ov.CompiledModel:
     """Compile with an explicit precision: OpenVINO silently runs bf16 on AMX CPUs unless told."""
     core = ov.Core()
     model: ov.Model | str = str(model_path)
-    if input_size is not None:
-        read = core.read_model(str(model_path))
-        shape = read.input(0).get_partial_shape()
-        if shape.rank.get_length() == 4 and not (shape[2].is_static and shape[3].is_static):
-            read.reshape({0: ov.PartialShape([1, shape[1], *input_size])})  # fixed size: faster kernels
+    read = core.read_model(str(model_path))
+    shape = read.input(0).get_partial_shape()
+    if shape.rank.get_length() == 4:
+        dims = list(shape)
+        if input_size is not None and not (dims[2].is_static and dims[3].is_static):
+            dims[2], dims[3] = ov.Dimension(input_size[0]), ov.Dimension(input_size[1])  # faster kernels
+        if dims[0].is_dynamic:  # bounded when batches are wanted, else one frame a call
+            dims[0] = ov.Dimension(1, batch) if batch > 1 else ov.Dimension(1)
+        if ov.PartialShape(dims) != shape:
+            read.reshape({0: ov.PartialShape(dims)})
             model = read
     config: dict[str, str] = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"}
     if cache_dir is not None:
@@ -54,14 +60,17 @@ class OpenVinoBackend(Backend):
         cache_dir: Path | None = None,
         threads: int = 0,
         input_size: tuple[int, int] | None = None,
+        batch: int = 1,
         **_: object,
     ) -> None:
-        self.compiled = compile_model(model_path, device, precision, cache_dir, threads, input_size)
+        self.compiled = compile_model(model_path, device, precision, cache_dir, threads, input_size, batch)
         shape = self.compiled.input(0).get_partial_shape()
         fixed_chw = all(d.is_static for d in list(shape)[1:])
         if shape.rank.get_length() != 4 or not fixed_chw:
             raise BackendError(f"{model_path}: expected a fixed-size NCHW image input, got {shape}")
         dims = [d.get_length() if d.is_static else 1 for d in shape]
+        if shape[0].is_dynamic:
+            dims[0] = shape[0].get_max_length() if shape[0].get_max_length() > 0 else 1
         self.max_batch = dims[0]
         self.input_shape = (dims[0], dims[1], dims[2], dims[3])
         self.request = self.compiled.create_infer_request()
