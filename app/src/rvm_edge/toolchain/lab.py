@@ -51,11 +51,19 @@ def stage_train(work: Path, data_yaml: Path, config: TrainConfig, force: bool) -
 
     best = work / "best.pt"
     timing = work / "train_seconds.json"
-    if force or not best.is_file():
-        _log(f"training {config.arch} for {config.epochs} epochs at {config.imgsz} px (progress below)")
+    done = work / "train_config.json"
+    wanted = json.dumps(config.to_json(), sort_keys=True)
+    if force or not best.is_file() or not done.is_file() or done.read_text(encoding="utf-8") != wanted:
+        _log(
+            f"training {config.arch} for {config.epochs}+{config.finetune_epochs} epochs at {config.imgsz} px"
+        )
         t0 = time.perf_counter()
-        train(data_yaml, work, config)
-        timing.write_text(json.dumps({"seconds": round(time.perf_counter() - t0)}), encoding="utf-8")
+        train(data_yaml, work, config, reuse=not force)
+        spent = (
+            json.loads(timing.read_text(encoding="utf-8"))["seconds"] if timing.is_file() and not force else 0
+        )
+        timing.write_text(json.dumps({"seconds": spent + round(time.perf_counter() - t0)}), encoding="utf-8")
+        done.write_text(wanted, encoding="utf-8")
     seconds = json.loads(timing.read_text(encoding="utf-8"))["seconds"] if timing.is_file() else None
     return best, seconds
 
@@ -112,10 +120,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, required=True, help="scratch folder (data set, runs, best.pt)")
     parser.add_argument("--out", type=Path, required=True, help="folder for the ONNX files and manifest.json")
     parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)
+    parser.add_argument("--finetune-epochs", type=int, default=TrainConfig.finetune_epochs)
     parser.add_argument("--until", choices=("data", "train", "all"), default="all")
     parser.add_argument("--force", action="store_true", help="redo every stage")
     args = parser.parse_args(argv)
-    config = TrainConfig(epochs=args.epochs, seed=args.seed)
+    config = TrainConfig(epochs=args.epochs, finetune_epochs=args.finetune_epochs, seed=args.seed)
     return build(args.work, args.out, args.seed, config, args.force, args.until)
 
 

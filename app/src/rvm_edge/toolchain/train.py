@@ -27,6 +27,8 @@ class TrainConfig:
     workers: int = 2
     close_mosaic: int = 5
     patience: int = 100
+    #: a second run from the first run's best weights (0: none); more epochs without re-initialising
+    finetune_epochs: int = 0
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -38,28 +40,27 @@ class TrainConfig:
             "close_mosaic": self.close_mosaic,
             "optimizer": "auto",
             "device": "cpu",
+            "finetune_epochs": self.finetune_epochs,
         }
 
 
-def train(data_yaml: Path, work_dir: Path, config: TrainConfig) -> Path:
-    """Train and return the path of the best checkpoint (``best.pt``), copied to ``work_dir``."""
-    offline.prepare()
+def _run(weights: str, data_yaml: Path, work_dir: Path, name: str, epochs: int, config: TrainConfig) -> Path:
     from ultralytics import YOLO
 
-    model = YOLO(config.arch)
+    model = YOLO(weights)
     model.train(
         data=str(data_yaml),
-        epochs=config.epochs,
+        epochs=epochs,
         imgsz=config.imgsz,
         batch=config.batch,
         seed=config.seed,
         deterministic=True,
         device="cpu",
         workers=config.workers,
-        close_mosaic=config.close_mosaic,
+        close_mosaic=min(config.close_mosaic, epochs),
         patience=config.patience,
         project=str(work_dir / "runs"),
-        name="train",
+        name=name,
         exist_ok=True,
         plots=False,
         amp=False,
@@ -67,7 +68,33 @@ def train(data_yaml: Path, work_dir: Path, config: TrainConfig) -> Path:
     )
     trainer = model.trainer
     if trainer is None or not Path(trainer.best).is_file():
-        raise RuntimeError(f"training finished without a best.pt under {work_dir / 'runs'}")
-    best = work_dir / "best.pt"
-    shutil.copyfile(trainer.best, best)
-    return best
+        raise RuntimeError(f"training finished without a best.pt under {work_dir / 'runs' / name}")
+    return Path(trainer.best)
+
+
+def _finished(work_dir: Path, name: str, epochs: int) -> Path | None:
+    """The best.pt of a run that completed ``epochs`` epochs (one results.csv row each), else None."""
+    run = work_dir / "runs" / name
+    results, best = run / "results.csv", run / "weights" / "best.pt"
+    if not results.is_file() or not best.is_file():
+        return None
+    rows = results.read_text(encoding="utf-8").strip().splitlines()[1:]
+    return best if len(rows) >= epochs else None
+
+
+def train(data_yaml: Path, work_dir: Path, config: TrainConfig, reuse: bool = True) -> Path:
+    """Train and return the best checkpoint, copied to ``work_dir/best.pt``.
+
+    With ``reuse`` a phase that already completed in ``work_dir`` is not run again, so adding
+    fine-tuning epochs to a finished run costs only those epochs.
+    """
+    offline.prepare()
+    best = _finished(work_dir, "train", config.epochs) if reuse else None
+    if best is None:
+        best = _run(config.arch, data_yaml, work_dir, "train", config.epochs, config)
+    if config.finetune_epochs:
+        tuned = _finished(work_dir, "finetune", config.finetune_epochs) if reuse else None
+        best = tuned or _run(str(best), data_yaml, work_dir, "finetune", config.finetune_epochs, config)
+    out = work_dir / "best.pt"
+    shutil.copyfile(best, out)
+    return out

@@ -1,0 +1,99 @@
+"""The committed lab detector: the files match their manifest and they really detect bottles and cans.
+
+Runs the committed ONNX files with onnxruntime on held-out frames rendered again from the recorded
+seed (the generator is deterministic), so a model that was swapped, broken by quantisation or
+trained on something else fails here, while no training happens in CI.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from rvm_edge.manifest import load_manifest, verify
+from rvm_edge.preprocess import Preprocessor
+from rvm_edge.toolchain import synth
+
+ort = pytest.importorskip("onnxruntime")
+
+LAB = Path(__file__).resolve().parents[2] / "models" / "lab"
+FRAMES = 24
+
+
+@pytest.fixture(scope="module")
+def manifest():
+    return load_manifest(LAB / "manifest.json")
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def _detect(
+    sess, pre: Preprocessor, image: np.ndarray, conf: float = 0.4
+) -> list[tuple[int, float, np.ndarray]]:
+    """Plain decode of output0 [1, 4+nc, N]: centre boxes in letterbox pixels -> original xyxy, NMS."""
+    tensor, (g,) = pre([image])
+    out = sess.run(None, {"images": tensor})[0][0].T
+    scores = out[:, 4:].max(1)
+    keep = scores >= conf
+    boxes, cls, scores = out[keep, :4], out[keep, 4:].argmax(1), scores[keep]
+    xyxy = np.stack(
+        [
+            boxes[:, 0] - boxes[:, 2] / 2,
+            boxes[:, 1] - boxes[:, 3] / 2,
+            boxes[:, 0] + boxes[:, 2] / 2,
+            boxes[:, 1] + boxes[:, 3] / 2,
+        ],
+        1,
+    )
+    xyxy = (xyxy - [g.pad_x, g.pad_y, g.pad_x, g.pad_y]) / g.gain
+    xywh = np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], 1)
+    idx = cv2.dnn.NMSBoxes(xywh.tolist(), scores.tolist(), conf, 0.5)
+    return [(int(cls[i]), float(scores[i]), xyxy[i]) for i in np.array(idx).reshape(-1)]
+
+
+def _recall(detections: list[list[tuple[int, float, np.ndarray]]], samples: list[synth.Sample]) -> float:
+    found = total = 0
+    for dets, sample in zip(detections, samples, strict=True):
+        for box in sample.boxes:
+            gt = np.array([box.x1, box.y1, box.x2, box.y2])
+            total += 1
+            found += any(c == box.cls and _iou(d, gt) >= 0.5 for c, _, d in dets)
+    return found / total
+
+
+@pytest.fixture(scope="module")
+def held_out(manifest) -> list[synth.Sample]:
+    seed = manifest.models[0].source["seed"]
+    return [s for _, s in synth.samples(seed, "val", FRAMES)]
+
+
+def test_lab_files_match_their_manifest(manifest) -> None:
+    assert verify(LAB / "manifest.json") == []
+    assert {m.precision for m in manifest.models} == {"fp32", "int8"}
+    for m in manifest.models:
+        assert m.classes == ("bottle", "can", "other") and m.input_shape == (1, 3, 320, 320)
+
+
+def test_manifest_records_how_to_reproduce_and_the_measured_map(manifest) -> None:
+    for m in manifest.models:
+        assert m.source["reproduce"].startswith("make -C app lab-models LAB_SEED=")
+        assert m.source["metrics"]["map50_val"] > 0.9
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_lab_model_finds_the_objects_in_held_out_frames(manifest, held_out, precision: str) -> None:
+    entry = next(m for m in manifest.models if m.precision == precision)
+    sess = ort.InferenceSession(str(LAB / entry.file), providers=["CPUExecutionProvider"])
+    pre = Preprocessor(320, 320)
+    detections = [_detect(sess, pre, s.image) for s in held_out]
+    assert _recall(detections, held_out) >= 0.85
+    empty = [d for d, s in zip(detections, held_out, strict=True) if not s.boxes]
+    assert all(len(d) == 0 for d in empty)  # nothing invented on empty trays
