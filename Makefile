@@ -11,7 +11,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_FORCE_COLOR ?= 1
 export PY_COLORS ?= 1
 
-.PHONY: help deps lab lab-up lab-down lab-status lab-image converge test lint unit molecule app-test lock clean
+.PHONY: help deps lab lab-up lab-down lab-status lab-image converge test lint unit sim-test app-test molecule fleet-test lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
@@ -45,7 +45,8 @@ lab-image: deps ## build the lab image if its recipe changed
 converge: ## ansible-playbook site.yml against the lab
 	ansible-playbook site.yml
 
-test: deps lint unit molecule ## every check: lint, unit tests, molecule scenarios
+test: deps lint unit sim-test app-test molecule fleet-test ## every check CI runs (see the README for what each covers)
+	@echo "make test: every check passed"
 
 lint: ## yamllint, ansible-lint (production profile), ruff
 	yamllint --strict .
@@ -53,8 +54,24 @@ lint: ## yamllint, ansible-lint (production profile), ruff
 	ruff check .
 	ruff format --check .
 
-unit: ## pytest: tests/ (library, plugins, fleet tooling)
-	pytest -q tests
+unit: deps ## pytest: tests/ (modules in library/, role specs, lab tooling)
+	pytest -q --ignore tests/fleet tests
+
+SIM_VENV := lab/platform_sim/.venv
+$(SIM_VENV)/.installed: lab/platform_sim/requirements.txt lab/platform_sim/requirements-test.txt lab/platform_sim/pyproject.toml
+	@test -x $(SIM_VENV)/bin/python || $(PYTHON) -m venv $(SIM_VENV)
+	@$(SIM_VENV)/bin/pip install --quiet --disable-pip-version-check -r lab/platform_sim/requirements.txt -r lab/platform_sim/requirements-test.txt
+	@$(SIM_VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps -e lab/platform_sim
+	@touch $@
+
+sim-test: $(SIM_VENV)/.installed ## the MyRVM platform simulator's tests (real HTTP on loopback)
+	$(SIM_VENV)/bin/python -m pytest -q lab/platform_sim/tests
+
+app-test: ## the rvm-edge app: runtime tests (3.11 and 3.10), ultralytics-match and SAM2 tests, toolchain tests
+	$(MAKE) -C app test test-py310 test-toolchain
+
+fleet-test: deps ## the lab fleet end to end: up, converge, converge again (changed=0), check mode, down
+	pytest -q -s tests/fleet
 
 molecule: ## molecule test for every scenario (roles/*/molecule/* and molecule/*)
 	@lab/run-molecule.sh

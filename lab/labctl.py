@@ -57,7 +57,9 @@ def run(args: Sequence[str], *, check: bool = True, capture: bool = True) -> sub
     proc = subprocess.run(list(args), text=True, capture_output=capture, check=False)
     if check and proc.returncode != 0:
         detail = (proc.stderr or proc.stdout or "").strip().splitlines()
-        raise LabError(f"{' '.join(args[:3])} failed (exit {proc.returncode}): {detail[-1] if detail else ''}")
+        raise LabError(
+            f"{' '.join(args[:3])} failed (exit {proc.returncode}): {detail[-1] if detail else ''}"
+        )
     return proc
 
 
@@ -111,13 +113,17 @@ def build_image(total: int = 3) -> str:
     conf = read_build_conf()
     with tempfile.TemporaryDirectory(prefix="rvm-lab-image-") as tmp:
         tarball = Path(tmp) / "rootfs.tar"
-        step(1, total, f"bootstrapping Debian {conf['suite']} ({len(read_packages())} packages, about a minute)")
+        step(
+            1,
+            total,
+            f"bootstrapping Debian {conf['suite']} ({len(read_packages())} packages, about a minute)",
+        )
         hooks = (IMAGE_DIR / "customize.sh").resolve()
         cmd = [
             "mmdebstrap",
             f"--variant={conf['variant']}",
             f"--include={','.join(read_packages())}",
-            f"--customize-hook={hooks} \"$1\"",
+            f'--customize-hook={hooks} "$1"',
             conf["suite"],
             str(tarball),
         ]
@@ -147,7 +153,9 @@ def inventory_hosts() -> list[LabHost]:
     """Hosts of inventories/lab with their groups, through ansible-inventory (ranges expanded)."""
     exe = shutil.which("ansible-inventory")
     if exe is None:
-        raise LabError("ansible-inventory not found: run `make deps` (it creates .venv) and use the make targets")
+        raise LabError(
+            "ansible-inventory not found: run `make deps` (it creates .venv) and use the make targets"
+        )
     data = json.loads(run([exe, "-i", str(INVENTORY), "--list"]).stdout)
     groups_of: dict[str, list[str]] = {}
 
@@ -159,7 +167,9 @@ def inventory_hosts() -> list[LabHost]:
             walk(child)
 
     walk("all")
-    return [LabHost(name, tuple(g for g in groups if g != "all")) for name, groups in sorted(groups_of.items())]
+    return [
+        LabHost(name, tuple(g for g in groups if g != "all")) for name, groups in sorted(groups_of.items())
+    ]
 
 
 def container_state(name: str) -> dict[str, str] | None:
@@ -228,7 +238,9 @@ def cmd_up(_: argparse.Namespace) -> None:
             create_container(host, ref)
             action = "created"
         elif state["managed"] != "container":
-            raise LabError(f"a container named {host.name} exists but was not made by the lab; remove or rename it")
+            raise LabError(
+                f"a container named {host.name} exists but was not made by the lab; remove or rename it"
+            )
         elif state["status"] != "running":
             run(["podman", "start", host.name])
             action = "started"
@@ -284,9 +296,17 @@ def cmd_status(_: argparse.Namespace) -> None:
         state = container_state(host.name)
         systemd, address, image = "-", "-", "-"
         if state and state["status"] == "running":
-            systemd = run(["podman", "exec", host.name, "systemctl", "is-system-running"], check=False).stdout.strip()
+            systemd = run(
+                ["podman", "exec", host.name, "systemctl", "is-system-running"], check=False
+            ).stdout.strip()
             address = run(
-                ["podman", "inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", host.name]
+                [
+                    "podman",
+                    "inspect",
+                    "--format",
+                    "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+                    host.name,
+                ]
             ).stdout.strip()
         if state:
             image = "current" if state["recipe"] == current else "stale"
@@ -314,7 +334,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("image", help="build the lab image if its recipe changed").set_defaults(func=cmd_image)
     sub.add_parser("up", help="create/start every host of inventories/lab").set_defaults(func=cmd_up)
-    sub.add_parser("down", help="remove the lab's containers, network and volumes").set_defaults(func=cmd_down)
+    sub.add_parser("down", help="remove the lab's containers, network and volumes").set_defaults(
+        func=cmd_down
+    )
     sub.add_parser("clean", help="down, then remove the cached lab images").set_defaults(func=cmd_clean)
     sub.add_parser("status", help="one line per lab host").set_defaults(func=cmd_status)
     shell = sub.add_parser("shell", help="open a shell in a lab host")

@@ -1,0 +1,85 @@
+"""The lab tool's answers to bad input, and the image cache key (no containers are touched here)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+LABCTL = ROOT / "lab" / "labctl.py"
+
+
+def load_labctl():
+    spec = importlib.util.spec_from_file_location("labctl", LABCTL)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["labctl"] = module  # dataclasses resolve annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_labctl(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(LABCTL), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=120,
+    )
+
+
+def test_inventory_hosts_come_from_the_lab_inventory() -> None:
+    hosts = {h.name: h.groups for h in load_labctl().inventory_hosts()}
+    assert {"rvm-lab-01", "rvm-lab-02", "rvm-lab-03", "rvm-monitor", "rvm-backup", "rvm-platform"} == set(
+        hosts
+    )
+    assert hosts["rvm-lab-02"] == ("rvm_devices",)
+    assert hosts["rvm-monitor"] == ("monitoring_servers",)
+
+
+def test_shell_refuses_a_host_not_in_the_inventory() -> None:
+    proc = run_labctl("shell", "rvm-lab-99")
+    assert proc.returncode == 1
+    assert "'rvm-lab-99' is not a lab host" in proc.stderr
+    assert "rvm-lab-01" in proc.stderr  # the message lists what exists
+    assert "Traceback" not in proc.stderr
+
+
+def test_missing_tools_are_named_with_the_install_command(tmp_path: Path) -> None:
+    # A PATH with python and ansible-inventory but no podman/mmdebstrap/runc.
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for tool in ("ansible-inventory",):
+        found = shutil.which(tool)
+        assert found, f"{tool} must be on PATH for this test"
+        (bindir / tool).symlink_to(found)
+    env = {**os.environ, "PATH": str(bindir)}
+    proc = run_labctl("up", env=env)
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "apt-get install -y podman mmdebstrap runc" in lines[0]
+
+
+def test_image_tag_changes_only_with_the_recipe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    labctl = load_labctl()
+    recipe = tmp_path / "image"
+    shutil.copytree(ROOT / "lab" / "image", recipe)
+    monkeypatch.setattr(labctl, "IMAGE_DIR", recipe)
+    first = labctl.recipe_hash()
+    assert labctl.recipe_hash() == first, "the tag must be stable for an unchanged recipe"
+    (recipe / "packages.txt").write_text((recipe / "packages.txt").read_text() + "less\n")
+    assert labctl.recipe_hash() != first, "a new package must give a new image"
+
+
+def test_packages_ignore_comments() -> None:
+    packages = load_labctl().read_packages()
+    assert "systemd" in packages
+    assert not any(p.startswith("#") or not p for p in packages)
