@@ -84,3 +84,17 @@ lock: ## re-resolve requirements/control.in into the pinned requirements/control
 
 clean: lab-down ## remove the lab and local caches (keeps the venv)
 	rm -rf .cache
+
+# ---- release bundles (issue 5): dist/rvm-edge-<version>-<arch>.tar.gz ------------------------------
+# Lab and CPU hosts: the defaults (Debian 12: x86_64, Python 3.11). Jetson (JetPack 6):
+#   make release RELEASE_ARCH=aarch64 RELEASE_PYTHON=3.10
+# RELEASE_VERSION overrides the app's version (for example a lab build 0.1.0-lab2).
+RELEASE_ARCH ?= x86_64
+RELEASE_PYTHON ?= 3.11
+RELEASE_VERSION ?=
+RELEASE_MODELS ?= app/models/lab
+RELEASE_OUT ?= dist
+.PHONY: release
+release: deps ## build dist/rvm-edge-<version>-<arch>.tar.gz (RELEASE_ARCH=aarch64 RELEASE_PYTHON=3.10 for Jetson)
+	$(VENV)/bin/python release/build_bundle.py --arch $(RELEASE_ARCH) --python $(RELEASE_PYTHON) \
+		--models $(RELEASE_MODELS) --out $(RELEASE_OUT) $(if $(RELEASE_VERSION),--version $(RELEASE_VERSION))
