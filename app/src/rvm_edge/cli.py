@@ -219,7 +219,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     report["batch"] = args.batch
     report["rss_all_models_loaded_mb"] = bench.rss_mb()
     if args.soak:
-        report.update(bench.soak(detector, frames, decision, args.soak))
+        report.update(bench.soak(detector, args.frames_dir, decision, args.soak, segmenter))
     ultra = None
     if reference is not None:
         ultra = reference.e2e
@@ -335,6 +335,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("version", help="print the version")
     p.set_defaults(func=cmd_version)
+    try:  # the service commands (run, check-config, outbox, db): issue 4, rvm_edge/service/
+        from rvm_edge.service.cli import register as _register_service
+    except ImportError as exc:  # a runtime without the service's dependencies still detects and benches
+        logging.getLogger(__name__).debug("service commands unavailable: %s", exc)
+    else:
+        _register_service(sub)
     return parser
 
 

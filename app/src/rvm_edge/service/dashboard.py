@@ -1,0 +1,66 @@
+# ruff: noqa: E501  (an HTML page: its lines are the page's, not Python's)
+"""The live dashboard: one self-contained page (inline CSS and JS, no CDN: devices may be offline).
+
+It polls ``/api/status`` every 2 s and reloads ``/api/frame.jpg`` (the last frame with its boxes).
+"""
+
+DASHBOARD_HTML = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>rvm-edge</title>
+<meta name="viewport" content="width=device-width,initial-scale=1">
+<style>
+body{font-family:system-ui,sans-serif;margin:0;background:#f4f5f7;color:#222}
+header{background:#1d3557;color:#fff;padding:.6em 1em;display:flex;gap:2em;align-items:baseline}
+main{display:grid;grid-template-columns:minmax(320px,1fr) minmax(320px,1fr);gap:1em;padding:1em}
+section{background:#fff;border-radius:6px;padding:.8em;box-shadow:0 1px 2px #0002}
+h2{font-size:1em;margin:.2em 0 .6em}
+table{border-collapse:collapse;width:100%;font-size:.85em}td,th{padding:.2em .4em;border-bottom:1px solid #eee;text-align:left}
+.ok{color:#2a9d8f}.bad{color:#e63946}.warn{color:#e9a03b}
+img{max-width:100%;background:#ddd}canvas{width:100%;height:140px}
+dl{display:grid;grid-template-columns:auto 1fr;gap:.2em 1em;margin:0;font-size:.9em}dt{color:#666}
+</style></head>
+<body>
+<header><strong>rvm-edge</strong><span id="device"></span><span id="ready"></span><span id="version"></span></header>
+<main>
+<section><h2>Last frame</h2><img id="frame" alt="last frame with boxes"></section>
+<section><h2>Recent decisions</h2><table><thead><tr><th>time</th><th>decision</th><th>reason</th><th>ms</th></tr></thead><tbody id="decisions"></tbody></table></section>
+<section><h2>Latency (e2e ms, p50 / p95) and throughput (frames/s)</h2><canvas id="chart" width="600" height="140"></canvas></section>
+<section><h2>Outbox and platform link</h2><dl id="outbox"></dl></section>
+<section><h2>Readiness checks</h2><dl id="checks"></dl></section>
+</main>
+<script>
+"use strict";
+const hist = [];
+function esc(s){return String(s??"").replace(/[&<>"]/g,c=>({"&":"&amp;","<":"&lt;",">":"&gt;",'"':"&quot;"}[c]));}
+function dl(el, obj){el.innerHTML=Object.entries(obj).map(([k,v])=>`<dt>${esc(k)}</dt><dd>${esc(typeof v==="object"?JSON.stringify(v):v)}</dd>`).join("");}
+function draw(){
+  const c=document.getElementById("chart"),g=c.getContext("2d");g.clearRect(0,0,c.width,c.height);
+  if(hist.length<2)return;
+  const maxMs=Math.max(1,...hist.map(h=>h.p95||0)),maxFps=Math.max(1,...hist.map(h=>h.fps||0));
+  const x=i=>i*(c.width/(hist.length-1));
+  for(const [key,color,max] of [["p50","#1d3557",maxMs],["p95","#e63946",maxMs],["fps","#2a9d8f",maxFps]]){
+    g.strokeStyle=color;g.beginPath();
+    hist.forEach((h,i)=>{const y=c.height-5-(h[key]||0)/max*(c.height-10);i?g.lineTo(x(i),y):g.moveTo(x(i),y);});
+    g.stroke();
+  }
+  g.fillStyle="#222";g.fillText(`p95 max ${maxMs.toFixed(1)} ms, ${maxFps.toFixed(1)} fps max`,5,12);
+}
+let lastFrames=null,lastT=null;
+async function tick(){
+  try{
+    const r=await fetch("/api/status",{credentials:"same-origin"});
+    if(r.status===401){location.href="/";return;}
+    const s=await r.json();
+    document.getElementById("device").textContent=`${s.device.id} (${s.device.name})`;
+    const rd=document.getElementById("ready");rd.textContent=s.ready?"ready":"not ready";rd.className=s.ready?"ok":"bad";
+    document.getElementById("version").textContent="v"+s.version;
+    document.getElementById("decisions").innerHTML=s.recent.map(d=>`<tr><td>${esc(d.time)}</td><td class="${d.decision==="ACCEPTED"?"ok":"bad"}">${esc(d.decision)}</td><td>${esc(d.reason)}</td><td>${esc(d.e2e_ms)}</td></tr>`).join("");
+    dl(document.getElementById("outbox"),{...s.outbox,link:s.platform.link,heartbeat:s.platform.heartbeat_status,heartbeat_age_s:s.platform.heartbeat_age_s,last_error:s.platform.last_error});
+    dl(document.getElementById("checks"),s.checks);
+    const now=Date.now()/1000,fps=lastT?(s.frames_processed-lastFrames)/(now-lastT):0;lastFrames=s.frames_processed;lastT=now;
+    hist.push({p50:s.latency_ms.e2e_p50,p95:s.latency_ms.e2e_p95,fps});if(hist.length>120)hist.shift();draw();
+    document.getElementById("frame").src="/api/frame.jpg?t="+Date.now();
+  }catch(e){document.getElementById("ready").textContent="no connection";}
+}
+tick();setInterval(tick,2000);
+</script></body></html>
+"""

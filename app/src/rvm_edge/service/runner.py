@@ -1,0 +1,571 @@
+"""``rvm-edge run``: wire config, store, pipeline, recorder, outbox, platform link and HTTP server.
+
+Lifecycle (systemd ``Type=notify``): load and validate the config, lock the data directory,
+open and migrate the store, read the secrets, start the HTTP server (``/healthz`` answers
+while models load), load and warm the models, start the pipeline, then ``READY=1``. The main
+thread owns signals: SIGTERM/SIGINT drain the pipeline (every decided item is committed) and
+exit 0; SIGHUP reloads the config (live keys apply, the rest are reported as needing a restart;
+an invalid file keeps the old config). ``WATCHDOG=1`` is sent at half of ``WATCHDOG_USEC`` only
+while the pipeline's threads are alive, so a wedged service is restarted by systemd.
+
+Exit codes (also in app/README.md):
+  0 stopped cleanly   1 internal error   2 invalid config   3 models cannot be loaded
+  4 storage unusable (data_dir, database, lock held)   5 secret file missing or unreadable
+  6 cannot listen on server.bind:port   7 source cannot be opened / pipeline failed
+  75 the platform asked for a restart (non-zero, so Restart=on-failure restarts it too)
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+
+from rvm_edge import __version__
+from rvm_edge.service import config as cfgmod
+from rvm_edge.service.config import ConfigError, SecretError, ServiceConfig, load_config, read_secret
+from rvm_edge.service.heartbeat import Link
+from rvm_edge.service.jsonlog import REDACTOR, audit, set_level, setup_logging
+from rvm_edge.service.metrics import Metrics
+from rvm_edge.service.outbox import Sender, backoff_from
+from rvm_edge.service.platform import PlatformClient, PlatformSettings
+from rvm_edge.service.recorder import FrameTap, ModelInfo, Recorder
+from rvm_edge.service.sdnotify import Notifier
+from rvm_edge.service.server import HttpServer
+from rvm_edge.service.store import Store, StoreError
+
+log = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_INTERNAL, EXIT_CONFIG, EXIT_MODELS, EXIT_STORAGE = 0, 1, 2, 3, 4
+EXIT_SECRETS, EXIT_BIND, EXIT_PIPELINE, EXIT_RESTART = 5, 6, 7, 75
+FRAMES_STALL_S = 30.0
+OUTBOX_STALL_S = 600.0
+MIN_FREE_MB = 100.0
+
+
+class StartupError(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class KeyFile:
+    """The API key, re-read when the file changes (a rotated key needs no restart)."""
+
+    def __init__(self, template: str) -> None:
+        self.template = template
+        self.value = read_secret(template, "platform.api_key_file")
+        REDACTOR.add(self.value)
+
+    def __call__(self) -> str:
+        return self.value
+
+    def reload(self) -> bool:
+        """True when the file now holds a different key (then the caller handshakes again)."""
+        try:
+            new = read_secret(self.template, "platform.api_key_file")
+        except SecretError as exc:
+            log.error("cannot re-read the API key", extra={"error": str(exc)})
+            return False
+        if new == self.value:
+            return False
+        REDACTOR.add(new)
+        self.value = new
+        audit("api_key_changed")
+        return True
+
+
+class Service:
+    """One running service; :meth:`run` returns the process exit code."""
+
+    def __init__(self, config_path: Path, config: ServiceConfig) -> None:
+        self.config_path, self.cfg = config_path, config
+        self.notifier = Notifier()
+        self.shutdown = threading.Event()
+        self.exit_code = EXIT_OK
+        self._reload = threading.Event()
+        self._lock_fd: int | None = None
+        self.store: Store | None = None
+        self.pipeline: Any = None
+        self.recorder: Recorder | None = None
+        self.sender: Sender | None = None
+        self.link: Link | None = None
+        self.client: PlatformClient | None = None
+        self.server: HttpServer | None = None
+        self.model_info = ModelInfo("", "", "", config.models.backend)
+        self.prom = Metrics(self._metric_state, __version__)
+        self._last_frames = 0
+        self._last_frame_at = time.monotonic()
+        self._last_sent = 0
+        self._last_sent_change = time.monotonic()
+        self.api_token: str | None = None
+
+    # -- start -----------------------------------------------------------------------------
+    def _lock_data_dir(self) -> None:
+        d = self.cfg.storage.data_dir
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            fd = os.open(d / "rvm-edge.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise StartupError(EXIT_STORAGE, f"storage.data_dir {d}: {exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise StartupError(EXIT_STORAGE, f"storage.data_dir {d}: another rvm-edge is using it") from None
+        self._lock_fd = fd
+
+    def _secrets(self) -> str | None:
+        p = self.cfg.platform
+        key: KeyFile | None = None
+        try:
+            if p.base_url:
+                key = KeyFile(p.api_key_file)
+            try:
+                self.api_token = read_secret(self.cfg.server.token_file, "server.token_file")
+                REDACTOR.add(self.api_token)
+            except SecretError as exc:
+                if self.cfg.profile != "dev":
+                    raise
+                log.warning("no dashboard token: / and /api answer 401", extra={"error": str(exc)})
+        except SecretError as exc:
+            raise StartupError(EXIT_SECRETS, str(exc)) from None
+        self._key = key
+        return key.value if key else None
+
+    def _load_models(self) -> tuple[Any, Any]:
+        from rvm_edge.backends.base import BackendError
+        from rvm_edge.detector import DetectorConfig, load_detector
+        from rvm_edge.manifest import ManifestError, load_manifest
+        from rvm_edge.segment import load_segmenter
+
+        m = self.cfg.models
+        options: dict[str, Any] = {"threads": m.threads}
+        if m.backend == "openvino":
+            options.update(precision=m.precision, cache_dir=m.cache_dir)
+        try:
+            manifest = load_manifest(m.manifest)
+            entry = manifest.by_role("detector")
+            self.model_info = ModelInfo(entry.name, entry.version, entry.sha256, m.backend)
+            detector = load_detector(
+                m.manifest, m.backend, None, DetectorConfig(m.conf, m.iou), engine_path=m.engine, **options
+            )
+            segmenter = None
+            if m.segmentation.enabled:
+                seg = m.segmentation
+                segmenter = load_segmenter(
+                    m.sam2_manifest(), m.threads, seg.backend, seg.precision, m.cache_dir
+                )
+        except (ManifestError, BackendError, FileNotFoundError, ValueError) as exc:
+            raise StartupError(EXIT_MODELS, f"models: {exc}") from None
+        return detector, segmenter
+
+    def _platform(self, store: Store) -> None:
+        p = self.cfg.platform
+        if not p.base_url or self._key is None:
+            log.warning("platform.base_url not set: running offline (dev profile), deposits stay queued")
+            return
+        settings = PlatformSettings(
+            p.base_url,
+            p.timeout_s,
+            p.connect_timeout_s,
+            str(p.ca_bundle) if p.ca_bundle else None,
+            p.breaker_failures,
+            p.breaker_reset_s,
+        )
+        self.client = PlatformClient(settings, self._key, self.prom.platform_error)
+        self.sender = Sender(
+            store,
+            self.client,
+            backoff_from(p.backoff_initial_s, p.backoff_max_s),
+            p.max_image_bytes,
+            p.offline_batch_size,
+            on_auth_failure=self._key_rotated,
+        )
+        d = self.cfg.device
+        self.link = Link(
+            self.client,
+            d.id,
+            d.name or d.id,
+            p.heartbeat_interval_s,
+            p.handshake_interval_s,
+            backoff_from(p.backoff_initial_s, p.backoff_max_s),
+            str(self.cfg.storage.data_dir),
+            on_restart=self._restart_requested,
+            on_policy=self._policy,
+            key_changed=self._key_rotated,
+            model=self.model_info.to_json(),
+            zt_address=d.zerotier_address,
+            timezone=d.timezone,
+        )
+        self.link.extra_health = lambda: {"outbox": store.status().to_json(), "ready": self.readiness()[0]}
+
+    def _key_rotated(self) -> bool:
+        if self._key is not None and self._key.reload():
+            if self.link is not None:
+                self.link.state.handshake_ok = False
+                self.link.wake()
+            if self.sender is not None:
+                self.sender.wake()
+            return True
+        return False
+
+    def _restart_requested(self) -> None:
+        self.exit_code = EXIT_RESTART
+        self.shutdown.set()
+
+    def _policy(self, maintenance: bool) -> None:
+        if self.recorder is not None:
+            self.recorder.accepting = not maintenance
+
+    def _offline(self) -> bool:
+        return self.sender is not None and self.sender.state.link in ("down",)
+
+    def start(self) -> None:
+        cfg = self.cfg
+        self._lock_data_dir()
+        try:
+            self.store = Store(cfg.storage.data_dir)
+        except StoreError as exc:
+            raise StartupError(EXIT_STORAGE, str(exc)) from None
+        self._secrets()
+        try:
+            self.server = HttpServer(cfg.server.bind, cfg.server.port, self, self.api_token)
+        except OSError as exc:
+            raise StartupError(
+                EXIT_BIND, f"server: cannot listen on {cfg.server.bind}:{cfg.server.port}: {exc.strerror}"
+            ) from None
+        self.server.start()
+        log.info("http server listening", extra={"bind": cfg.server.bind, "port": self.server.port})
+        self.notifier.status("loading models")
+        detector, segmenter = self._load_models()
+        self._platform(self.store)
+        from rvm_edge.pipeline import Pipeline, PipelineConfig
+        from rvm_edge.sources import SourceError, open_source
+
+        try:
+            source = open_source(cfg.source.spec(), loop=cfg.source.loop)
+        except SourceError as exc:
+            raise StartupError(EXIT_PIPELINE, f"source: {exc}") from None
+        tap = FrameTap(source, fps=cfg.source.fps)
+        d = cfg.decision
+        self.recorder = Recorder(
+            self.store,
+            tap,
+            cfg.device.id,
+            self.model_info,
+            cfg.platform.max_image_bytes,
+            offline=self._offline,
+            points=dict(d.points),
+            weight_kg=dict(d.weight_kg),
+            record_empty=d.record_empty,
+            observe=self.prom.observe,
+        )
+        try:
+            decision = d.to_runtime()
+            self.pipeline = Pipeline(
+                tap,
+                detector,
+                decision,
+                segmenter,
+                [self.recorder],
+                PipelineConfig(segment=segmenter is not None),
+            )
+        except ValueError as exc:
+            raise StartupError(EXIT_CONFIG, f"{self.config_path}: {exc}") from None
+        self.notifier.status("warming up models")
+        self.pipeline.start()
+        if self.sender is not None and self.link is not None:
+            self.sender.start()
+            self.link.start()
+        self.notifier.ready(f"ready: {self.model_info.name} on {cfg.models.backend}")
+        log.info("ready", extra={"model": self.model_info.to_json(), "version": __version__})
+
+    # -- state for the server ----------------------------------------------------------------
+    def _frames_processed(self) -> int:
+        return self.pipeline.stats.frames_processed if self.pipeline is not None else 0
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        now = time.monotonic()
+        checks: dict[str, dict[str, Any]] = {}
+        loaded = self.pipeline is not None and self.pipeline.ready.is_set()
+        checks["models_loaded"] = {"ok": loaded, "detail": self.model_info.name or "loading"}
+        frames = self._frames_processed()
+        if frames != self._last_frames:
+            self._last_frames, self._last_frame_at = frames, now
+        finished = self.pipeline is not None and self.pipeline.done.is_set() and self.pipeline.failure is None
+        arriving = frames > 0 and (now - self._last_frame_at < FRAMES_STALL_S or finished)
+        checks["frames_arriving"] = {
+            "ok": arriving,
+            "detail": "source finished" if finished else f"last frame {now - self._last_frame_at:.0f}s ago",
+        }
+        if self.store is not None:
+            st = self.store.status()
+            sent = self.sender.state.sent if self.sender else 0
+            if sent != self._last_sent or st.pending == 0:
+                self._last_sent, self._last_sent_change = sent, now
+            moving = st.pending == 0 or now - self._last_sent_change < OUTBOX_STALL_S
+            checks["outbox_moving"] = {"ok": moving, "detail": f"{st.pending} pending, {st.parked} parked"}
+            try:
+                free_mb = (
+                    os.statvfs(self.cfg.storage.data_dir).f_bavail
+                    * os.statvfs(self.cfg.storage.data_dir).f_frsize
+                    / 1e6
+                )
+            except OSError:
+                free_mb = 0.0
+            quota = st.image_bytes <= self.cfg.storage.max_disk_mb * 1e6 * 1.1
+            checks["disk_ok"] = {"ok": free_mb > MIN_FREE_MB and quota, "detail": f"{free_mb:.0f} MB free"}
+        if self.link is not None:
+            ls = self.link.state
+            checks["platform"] = {
+                "ok": ls.heartbeat_status == "ok",
+                "gating": False,  # a platform outage must not fail the device's health gate
+                "detail": ls.heartbeat_status,
+                "maintenance": ls.maintenance,
+            }
+        ready = all(c["ok"] for c in checks.values() if c.get("gating", True))
+        body = {
+            "ready": ready,
+            "checks": checks,
+            "frames_processed": frames,
+            "in_flight": self.recorder.in_flight if self.recorder else 0,
+            "version": __version__,
+        }
+        return ready, body
+
+    def _metric_state(self) -> dict[str, Any]:
+        s: dict[str, Any] = {"model": self.model_info.to_json() if self.model_info.name else {}}
+        if self.pipeline is not None:
+            ps = self.pipeline.stats
+            s.update(
+                frames_processed=ps.frames_processed,
+                frames_dropped=ps.frames_dropped,
+                frames_unreadable=ps.frames_unreadable,
+                pipeline_errors=ps.errors,
+            )
+        if self.store is not None:
+            st = self.store.status()
+            s.update(
+                outbox_depth=st.pending,
+                outbox_parked=st.parked,
+                outbox_oldest_age_s=st.oldest_pending_age_s,
+                offline_pending=st.offline_pending,
+                image_bytes=st.image_bytes,
+            )
+        if self.recorder is not None:
+            s["in_flight"] = self.recorder.in_flight
+        if self.link is not None and self.link.state.heartbeat_ok_at is not None:
+            s["heartbeat_age_s"] = time.time() - self.link.state.heartbeat_ok_at
+        s["link_up"] = self.sender is not None and self.sender.state.link == "up"
+        s["ready"] = self.readiness()[0]
+        return s
+
+    def metrics(self) -> bytes:
+        return self.prom.render()
+
+    def status(self) -> dict[str, Any]:
+        _ready, body = self.readiness()
+        lat: dict[str, float | None] = {"e2e_p50": None, "e2e_p95": None}
+        if self.pipeline is not None:
+            e2e = sorted(self.pipeline.stats.timings.get("e2e_ms", []))
+            if e2e:
+                lat = {"e2e_p50": e2e[len(e2e) // 2], "e2e_p95": e2e[min(len(e2e) - 1, int(len(e2e) * 0.95))]}
+        platform: dict[str, Any] = {"link": "disabled", "heartbeat_status": "disabled"}
+        if self.sender is not None and self.link is not None and self.client is not None:
+            platform = {
+                "base_url": self.cfg.platform.base_url,
+                "link": self.sender.state.link,
+                "breaker": self.client.breaker.state,
+                "last_error": self.sender.state.last_error or self.link.state.heartbeat_error,
+                "sent_this_run": self.sender.state.sent,
+                **self.link.state.to_json(),
+            }
+        rec = self.recorder
+        return {
+            **body,
+            "device": {"id": self.cfg.device.id, "name": self.cfg.device.name or self.cfg.device.id},
+            "profile": self.cfg.profile,
+            "model": self.model_info.to_json(),
+            "accepting": rec.accepting if rec else False,
+            "recent": list(rec.recent) if rec else [],
+            "latency_ms": lat,
+            "outbox": self.store.status().to_json() if self.store else {},
+            "platform": platform,
+        }
+
+    def last_frame_jpeg(self) -> bytes | None:
+        if self.recorder is None or self.recorder.last_frame is None:
+            return None
+        image, result = self.recorder.last_frame
+        img = image.copy()
+        for d in result.detections.items:
+            x1, y1, x2, y2 = (int(v) for v in d.box)
+            color = (60, 180, 60) if result.decision.item == d and result.decision.accepted else (60, 60, 220)
+            cv2.rectangle(img, (x1, y1), (x2, y2), color, 2)
+            cv2.putText(
+                img,
+                f"{d.class_name} {d.confidence:.2f}",
+                (x1, max(12, y1 - 4)),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                0.45,
+                color,
+                1,
+            )
+        ok, buf = cv2.imencode(".jpg", img)
+        return buf.tobytes() if ok else None
+
+    # -- running ---------------------------------------------------------------------------
+    def reload(self) -> None:
+        self.notifier.reloading()
+        try:
+            new = load_config(self.config_path)
+        except ConfigError as exc:
+            log.error("config reload refused: keeping the running config", extra={"errors": str(exc)})
+            audit("config_reload", result="refused", errors=[str(i) for i in exc.issues])
+            self.notifier.ready("ready (reload refused: see log)")
+            return
+        changed = cfgmod.changed_keys(self.cfg, new)
+        live = [k for k in changed if cfgmod.is_live(k)]
+        restart = [k for k in changed if not cfgmod.is_live(k)]
+        if any(k.startswith("decision") for k in live) and self.pipeline is not None:
+            try:
+                decision = new.decision.to_runtime()
+                decision.check_classes(self.pipeline.detector.classes)
+            except ValueError as exc:
+                log.error("config reload refused: keeping the running config", extra={"errors": str(exc)})
+                audit("config_reload", result="refused", errors=[str(exc)])
+                self.notifier.ready("ready (reload refused: see log)")
+                return
+            self.pipeline.decision = decision
+        if self.recorder is not None:
+            self.recorder.points, self.recorder.weight_kg = (
+                dict(new.decision.points),
+                dict(new.decision.weight_kg),
+            )
+            self.recorder.record_empty = new.decision.record_empty
+        set_level(new.logging.level)
+        p = new.platform
+        if self.link is not None and self.client is not None and self.sender is not None:
+            self.link.interval_s, self.link.handshake_interval_s = (
+                p.heartbeat_interval_s,
+                p.handshake_interval_s,
+            )
+            self.client.settings.timeout_s = p.timeout_s
+            for b in (self.sender.backoff, self.link.backoff):
+                b.initial, b.maximum = p.backoff_initial_s, p.backoff_max_s
+            self.link.wake()
+        # keys needing a restart keep their running value until then
+        self.cfg = _keep_values(new, self.cfg, restart)
+        if restart:
+            log.warning("config keys changed that need a restart", extra={"keys": restart})
+        audit("config_reload", result="applied", applied=live, needs_restart=restart)
+        self.notifier.ready("ready (config reloaded)")
+
+    def _prune(self) -> None:
+        if self.store is None:
+            return
+        s = self.cfg.storage
+        cleared = self.store.prune_images(int(s.max_disk_mb * 1e6), s.image_retention_days * 86400)
+        if cleared:
+            log.info("images pruned (records kept)", extra={"count": cleared})
+
+    def loop(self) -> None:
+        interval = self.notifier.watchdog_interval_s
+        tick = min(interval, 1.0) if interval else 1.0
+        next_prune = 0.0
+        while not self.shutdown.is_set():
+            if self._reload.is_set():
+                self._reload.clear()
+                self.reload()
+            if self.pipeline is not None and self.pipeline.failure is not None:
+                log.error("pipeline failed", extra={"error": str(self.pipeline.failure)})
+                self.exit_code = EXIT_PIPELINE
+                break
+            if interval and self._healthy():
+                self.notifier.watchdog()
+            if time.monotonic() >= next_prune:
+                self._prune()
+                next_prune = time.monotonic() + 60
+            self.shutdown.wait(tick)
+
+    def _healthy(self) -> bool:
+        threads = self.pipeline._threads if self.pipeline is not None else []
+        finished = self.pipeline is not None and self.pipeline.done.is_set()
+        return finished or all(t.is_alive() for t in threads)
+
+    def stop(self) -> None:
+        self.notifier.stopping("draining")
+        t0 = time.monotonic()
+        if self.pipeline is not None:
+            self.pipeline.stop(timeout=10.0)
+        for part in (self.sender, self.link):
+            if part is not None:
+                part.stop()
+        if self.server is not None:
+            self.server.stop()
+        if self.client is not None:
+            self.client.close()
+        if self.store is not None:
+            self.store.close()
+        log.info("stopped", extra={"drain_s": round(time.monotonic() - t0, 3)})
+
+    def install_signals(self) -> None:
+        def term(signum: int, _frame: Any) -> None:
+            self.shutdown.set()
+
+        def hup(_signum: int, _frame: Any) -> None:
+            self._reload.set()
+
+        signal.signal(signal.SIGTERM, term)
+        signal.signal(signal.SIGINT, term)
+        signal.signal(signal.SIGHUP, hup)
+
+
+def _keep_values(new: ServiceConfig, old: ServiceConfig, keys: list[str]) -> ServiceConfig:
+    """``new`` with the values at ``keys`` (dotted paths) taken from ``old``."""
+    data, before = new.model_dump(), old.model_dump()
+    for key in keys:
+        *parents, leaf = key.split(".")
+        dst, src = data, before
+        for p in parents:
+            dst, src = dst[p], src[p]
+        dst[leaf] = src[leaf]
+    return ServiceConfig.model_validate(data)
+
+
+def run(config_path: Path) -> int:
+    """The whole service; returns the exit code (documented in the module docstring)."""
+    try:
+        cfg = load_config(config_path)
+    except ConfigError as exc:
+        setup_logging()
+        log.error("invalid configuration", extra={"errors": [str(i) for i in exc.issues]})
+        return EXIT_CONFIG
+    setup_logging(cfg.logging.level, cfg.logging.file, cfg.logging.audit_file)
+    audit("start", version=__version__, config=str(config_path), device=cfg.device.id)
+    service = Service(config_path, cfg)
+    service.install_signals()
+    try:
+        service.start()
+        service.loop()
+    except StartupError as exc:
+        log.error("cannot start", extra={"error": str(exc), "exit_code": exc.code})
+        service.exit_code = exc.code
+    except Exception:
+        log.exception("internal error")
+        service.exit_code = EXIT_INTERNAL
+    finally:
+        try:
+            service.stop()
+        except Exception:
+            log.exception("error while stopping")
+        audit("stop", version=__version__, exit_code=service.exit_code)
+    return service.exit_code

@@ -1,0 +1,159 @@
+"""The device's HTTP server: health, readiness, metrics, a token-protected status API and dashboard.
+
+Standard library ``ThreadingHTTPServer``: one thread per request, so a slow dashboard client
+can never hold up ``/healthz``, and ``/healthz`` does no I/O at all (it must answer in well
+under 50 ms while the pipeline saturates the CPU).
+
+``/healthz`` and ``/metrics`` are open (systemd/deploy health gate, Prometheus on the ZeroTier
+network); ``/readyz`` too (the deploy gate reads it; it carries no secrets). ``/``, ``/api/*``
+need the token: ``Authorization: Bearer <token>``, or the HttpOnly cookie the login form sets
+(a browser cannot send a bearer header on navigation). Nothing is loaded from a CDN.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Protocol
+from urllib.parse import parse_qs
+
+from rvm_edge.service.dashboard import DASHBOARD_HTML
+
+log = logging.getLogger(__name__)
+COOKIE = "rvm_edge_token"
+
+LOGIN_PAGE = b"""<!doctype html><html><head><meta charset="utf-8"><title>rvm-edge</title></head>
+<body style="font-family:sans-serif;margin:3em"><h1>rvm-edge</h1>
+<form method="post" action="/login"><label>Dashboard token <input type="password" name="token"
+autofocus></label> <button>Open</button></form></body></html>"""
+
+
+class ServiceView(Protocol):
+    """What the server reads from the running service (all cheap, no blocking I/O for /healthz)."""
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+    def metrics(self) -> bytes: ...
+
+    def last_frame_jpeg(self) -> bytes | None: ...
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("http %s", format % args)
+
+    def _send(self, status: int, body: bytes, ctype: str, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, status: int, obj: Any) -> None:
+        self._send(status, json.dumps(obj, default=str).encode(), "application/json")
+
+    def _authorized(self) -> bool:
+        token = self.server.token
+        if not token:
+            return False
+        auth = self.headers.get("Authorization", "")
+        given = auth[7:].strip() if auth.startswith("Bearer ") else ""
+        if not given:
+            for part in self.headers.get("Cookie", "").split(";"):
+                name, _, value = part.strip().partition("=")
+                if name == COOKIE:
+                    given = value
+        return bool(given) and hmac.compare_digest(given.encode(), token.encode())
+
+    def do_HEAD(self) -> None:
+        self.do_GET()
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        view = self.server.view
+        try:
+            if path == "/healthz":
+                self._json(200, {"alive": True})
+            elif path == "/readyz":
+                ready, body = view.readiness()
+                self._json(200 if ready else 503, body)
+            elif path == "/metrics":
+                self._send(200, view.metrics(), "text/plain; version=0.0.4; charset=utf-8")
+            elif path in ("/", "/api/status", "/api/frame.jpg"):
+                if not self._authorized():
+                    if path == "/":
+                        self._send(401, LOGIN_PAGE, "text/html; charset=utf-8")
+                    else:
+                        self._json(401, {"error": "token required (Authorization: Bearer <token>)"})
+                    return
+                if path == "/":
+                    self._send(200, self.server.dashboard, "text/html; charset=utf-8")
+                elif path == "/api/status":
+                    self._json(200, view.status())
+                else:
+                    jpeg = view.last_frame_jpeg()
+                    if jpeg is None:
+                        self._send(204, b"", "image/jpeg")
+                    else:
+                        self._send(200, jpeg, "image/jpeg")
+            else:
+                self._json(404, {"error": f"no such path {path}"})
+        except Exception:
+            log.exception("http handler failed", extra={"path": path})
+            self._json(500, {"error": "internal error (see the service log)"})
+
+    def do_POST(self) -> None:
+        if self.path != "/login":
+            self._json(404, {"error": "no such path"})
+            return
+        length = min(int(self.headers.get("Content-Length") or 0), 4096)
+        form = parse_qs(self.rfile.read(length).decode("utf-8", "replace"))
+        given = (form.get("token") or [""])[0]
+        token = self.server.token
+        if token and given and hmac.compare_digest(given.encode(), token.encode()):
+            cookie = f"{COOKIE}={given}; HttpOnly; SameSite=Strict; Path=/"
+            self._send(303, b"", "text/plain", {"Location": "/", "Set-Cookie": cookie})
+        else:
+            self._send(401, LOGIN_PAGE, "text/html; charset=utf-8")
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    view: ServiceView
+    token: str | None
+    dashboard: bytes
+
+
+class HttpServer:
+    """Serves on ``bind:port`` from a background thread; ``port`` 0 picks a free one (tests)."""
+
+    def __init__(self, bind: str, port: int, view: ServiceView, token: str | None) -> None:
+        self._server = _Server((bind, port), _Handler)
+        self._server.view = view
+        self._server.token = token
+        self._server.dashboard = DASHBOARD_HTML.encode()
+        self._thread = threading.Thread(target=self._server.serve_forever, name="rvm-http", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -1,0 +1,406 @@
+"""The local store: every recorded item and its outbox state in one SQLite database (WAL).
+
+Why one database for results and outbox: recording an item and queueing it for the platform
+must be one atomic commit, so a kill -9 or a power cut leaves either both or neither. The
+connection runs ``journal_mode=WAL`` with ``synchronous=FULL`` (each commit is fsynced to the
+WAL before ``record`` returns: durable across power loss, about a millisecond here).
+
+The schema is versioned; every migration has a downgrade so a rollback to an older release
+can first bring the database back to the schema that release knows (``rvm-edge db migrate``).
+Images live in the database (a BLOB per deposit) so the record and its image commit together;
+pruning clears the image and keeps the record.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DB_NAME = "rvm-edge.sqlite3"
+
+
+class StoreError(Exception):
+    """The database cannot be used as it is; the message says which file and what to run."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    up: tuple[str, ...]
+    down: tuple[str, ...]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "deposits (results + outbox state) and offline transactions",
+        (
+            """CREATE TABLE deposits (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                deposit_id TEXT NOT NULL UNIQUE,
+                created_at REAL NOT NULL,
+                frame_index INTEGER,
+                status TEXT NOT NULL,
+                material TEXT,
+                reason TEXT NOT NULL,
+                data TEXT NOT NULL,
+                image BLOB,
+                image_type TEXT,
+                state TEXT NOT NULL DEFAULT 'pending',
+                attempts INTEGER NOT NULL DEFAULT 0,
+                last_attempt_at REAL,
+                sent_at REAL,
+                last_error TEXT)""",
+            """CREATE TABLE offline_transactions (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                deposit_seq INTEGER NOT NULL REFERENCES deposits(seq),
+                timestamp TEXT NOT NULL,
+                items TEXT NOT NULL,
+                state TEXT NOT NULL DEFAULT 'pending',
+                attempts INTEGER NOT NULL DEFAULT 0,
+                sent_at REAL,
+                last_error TEXT)""",
+        ),
+        ("DROP TABLE offline_transactions", "DROP TABLE deposits"),
+    ),
+    Migration(
+        2,
+        "outbox index and image size column for quota accounting",
+        (
+            "CREATE INDEX deposits_state_seq ON deposits(state, seq)",
+            "ALTER TABLE deposits ADD COLUMN image_bytes INTEGER NOT NULL DEFAULT 0",
+            "UPDATE deposits SET image_bytes = COALESCE(length(image), 0)",
+            "CREATE INDEX offline_state_seq ON offline_transactions(state, seq)",
+        ),
+        (
+            "DROP INDEX offline_state_seq",
+            "ALTER TABLE deposits DROP COLUMN image_bytes",
+            "DROP INDEX deposits_state_seq",
+        ),
+    ),
+)
+LATEST = MIGRATIONS[-1].version
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """A connection with the durability settings; autocommit off (explicit transactions)."""
+    conn = sqlite3.connect(str(path), timeout=10, isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    # before the first table exists this makes freed image pages returnable to the OS
+    conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+    mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+    if mode != "wal":
+        raise StoreError(f"{path}: cannot switch to WAL mode (got {mode}); is the file system read-only?")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    return conn
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"
+    )
+    row = conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
+    return int(row[0] or 0)
+
+
+def migrate(conn: sqlite3.Connection, target: int = LATEST, path: Path | None = None) -> list[str]:
+    """Bring the schema to ``target`` (up or down), one transaction per step; returns what was done."""
+    current = schema_version(conn)
+    known = {m.version for m in MIGRATIONS}
+    if current > LATEST:
+        raise StoreError(
+            f"{path or 'database'}: schema version {current} is newer than this rvm-edge knows ({LATEST}); "
+            f"before rolling back, run `rvm-edge db migrate --to {LATEST}` with the newer release"
+        )
+    if target != 0 and target not in known:
+        raise StoreError(f"unknown schema version {target} (known: 0..{LATEST})")
+    done: list[str] = []
+    steps = (
+        [m for m in MIGRATIONS if current < m.version <= target]
+        if target >= current
+        else [m for m in reversed(MIGRATIONS) if target < m.version <= current]
+    )
+    for m in steps:
+        up = target >= current
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for sql in m.up if up else m.down:
+                conn.execute(sql)
+            if up:
+                conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (m.version, time.time()))
+            else:
+                conn.execute("DELETE FROM schema_migrations WHERE version = ?", (m.version,))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        done.append(f"{'up' if up else 'down'} {m.version}: {m.description}")
+    return done
+
+
+@dataclass(frozen=True)
+class DepositRow:
+    seq: int
+    deposit_id: str
+    created_at: float
+    status: str
+    data: str
+    image: bytes | None
+    image_type: str | None
+    attempts: int
+
+
+@dataclass(frozen=True)
+class OutboxStatus:
+    pending: int
+    parked: int
+    sent: int
+    oldest_pending_age_s: float | None
+    offline_pending: int
+    image_bytes: int
+    unconfirmed: int  # pending deposits with an attempt whose reply never came
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+
+class Store:
+    """Thread-safe access to the database: one connection, one lock, short transactions."""
+
+    def __init__(self, data_dir: Path, clock: Any = time.time) -> None:
+        self.path = data_dir / DB_NAME
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            self._conn = connect(self.path)
+            migrate(self._conn, LATEST, self.path)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(
+                f"{self.path}: {exc}; check it with `rvm-edge db check` or restore with `rvm-edge db restore`"
+            ) from None
+        except OSError as exc:
+            raise StoreError(f"{data_dir}: {exc.strerror}; storage.data_dir must be writable") from None
+        self._lock = threading.Lock()
+        self._clock = clock
+        self.changed = threading.Condition()  # notified after each record (the sender waits on it)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+
+    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._conn.execute(sql, args).fetchall()
+
+    # -- writing ---------------------------------------------------------------------------
+    def record(
+        self,
+        deposit_id: str,
+        status: str,
+        reason: str,
+        data: dict[str, Any],
+        image: bytes | None,
+        image_type: str | None,
+        frame_index: int | None = None,
+        material: str | None = None,
+        offline_items: list[dict[str, Any]] | None = None,
+        timestamp: str | None = None,
+    ) -> int:
+        """Commit one item (and its offline transaction when given) durably; returns its seq."""
+        now = self._clock()
+        with self._tx() as c:
+            cur = c.execute(
+                "INSERT INTO deposits (deposit_id, created_at, frame_index, status, material, reason, data,"
+                " image, image_type, image_bytes) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (
+                    deposit_id,
+                    now,
+                    frame_index,
+                    status,
+                    material,
+                    reason,
+                    json.dumps(data, separators=(",", ":")),
+                    image,
+                    image_type,
+                    len(image) if image else 0,
+                ),
+            )
+            seq = int(cur.lastrowid or 0)
+            if offline_items:
+                c.execute(
+                    "INSERT INTO offline_transactions (deposit_seq, timestamp, items) VALUES (?,?,?)",
+                    (seq, timestamp, json.dumps(offline_items)),
+                )
+        with self.changed:
+            self.changed.notify_all()
+        return seq
+
+    def next_pending(self) -> DepositRow | None:
+        rows = self._query(
+            "SELECT seq, deposit_id, created_at, status, data, image, image_type, attempts FROM deposits "
+            "WHERE state = 'pending' ORDER BY seq LIMIT 1"
+        )
+        return DepositRow(**dict(rows[0])) if rows else None
+
+    def mark_attempt(self, seq: int) -> None:
+        """Committed *before* the request: after a crash, attempts > 0 means 'may have arrived'."""
+        with self._tx() as c:
+            c.execute(
+                "UPDATE deposits SET attempts = attempts + 1, last_attempt_at = ? WHERE seq = ?",
+                (self._clock(), seq),
+            )
+
+    def mark_sent(self, seq: int) -> None:
+        with self._tx() as c:
+            c.execute(
+                "UPDATE deposits SET state = 'sent', sent_at = ?, last_error = NULL WHERE seq = ?",
+                (self._clock(), seq),
+            )
+
+    def mark_failed(self, seq: int, error: str, park: bool = False) -> None:
+        with self._tx() as c:
+            c.execute(
+                "UPDATE deposits SET last_error = ?, state = CASE WHEN ? THEN 'parked' ELSE state END "
+                "WHERE seq = ?",
+                (error[:500], park, seq),
+            )
+
+    def requeue_parked(self) -> int:
+        """``outbox flush``: parked deposits go back into the queue (in their original order)."""
+        with self._tx() as c:
+            return c.execute("UPDATE deposits SET state = 'pending' WHERE state = 'parked'").rowcount
+
+    def pending_offline(self, limit: int) -> list[sqlite3.Row]:
+        return self._query(
+            "SELECT seq, timestamp, items FROM offline_transactions WHERE state = 'pending' "
+            "ORDER BY seq LIMIT ?",
+            (limit,),
+        )
+
+    def mark_offline(self, seqs: list[int], state: str, error: str | None = None) -> None:
+        with self._tx() as c:
+            c.executemany(
+                "UPDATE offline_transactions SET state = ?, attempts = attempts + 1, sent_at = ?, "
+                "last_error = ? WHERE seq = ?",
+                [(state, self._clock() if state == "sent" else None, error, s) for s in seqs],
+            )
+
+    # -- retention -------------------------------------------------------------------------
+    def prune_images(self, max_bytes: int, retention_s: float) -> int:
+        """Clear images (never records): older than retention once sent; then oldest first to fit.
+
+        A pending deposit's image is cleared only when the quota cannot be met otherwise; it is
+        then uploaded with a placeholder image and ``image_pruned: true`` in its data.
+        """
+        cutoff = self._clock() - retention_s
+        cleared = 0
+        with self._tx() as c:
+            cleared += c.execute(
+                "UPDATE deposits SET image = NULL, image_bytes = 0 WHERE image IS NOT NULL "
+                "AND state = 'sent' AND created_at < ?",
+                (cutoff,),
+            ).rowcount
+            total = c.execute("SELECT COALESCE(SUM(image_bytes), 0) FROM deposits").fetchone()[0]
+            for pass_state in ("sent", "parked", "pending"):
+                if total <= max_bytes:
+                    break
+                rows = c.execute(
+                    "SELECT seq, image_bytes FROM deposits WHERE image IS NOT NULL AND state = ? "
+                    "ORDER BY seq",
+                    (pass_state,),
+                ).fetchall()
+                victims = []
+                for r in rows:
+                    if total <= max_bytes:
+                        break
+                    victims.append((r["seq"],))
+                    total -= r["image_bytes"]
+                c.executemany("UPDATE deposits SET image = NULL, image_bytes = 0 WHERE seq = ?", victims)
+                cleared += len(victims)
+        if cleared:
+            with self._lock:
+                self._conn.execute("PRAGMA incremental_vacuum")
+        return cleared
+
+    # -- reading ---------------------------------------------------------------------------
+    def status(self) -> OutboxStatus:
+        now = self._clock()
+        r = self._query(
+            "SELECT "
+            " SUM(state = 'pending') AS pending, SUM(state = 'parked') AS parked,"
+            " SUM(state = 'sent') AS sent,"
+            " MIN(CASE WHEN state = 'pending' THEN created_at END) AS oldest,"
+            " COALESCE(SUM(image_bytes), 0) AS image_bytes,"
+            " SUM(state = 'pending' AND attempts > 0) AS unconfirmed FROM deposits"
+        )[0]
+        off = self._query("SELECT COUNT(*) FROM offline_transactions WHERE state = 'pending'")[0][0]
+        return OutboxStatus(
+            pending=int(r["pending"] or 0),
+            parked=int(r["parked"] or 0),
+            sent=int(r["sent"] or 0),
+            oldest_pending_age_s=None if r["oldest"] is None else max(0.0, now - r["oldest"]),
+            offline_pending=int(off),
+            image_bytes=int(r["image_bytes"]),
+            unconfirmed=int(r["unconfirmed"] or 0),
+        )
+
+    def recent(self, limit: int = 20) -> list[dict[str, Any]]:
+        rows = self._query(
+            "SELECT seq, deposit_id, created_at, status, material, reason, state, attempts, last_error "
+            "FROM deposits ORDER BY seq DESC LIMIT ?",
+            (limit,),
+        )
+        return [dict(r) for r in rows]
+
+
+def check(path: Path) -> list[str]:
+    """Problems with a database file (integrity, schema version); empty when it is usable."""
+    if not path.is_file():
+        return [f"{path}: no such database"]
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            result = [r[0] for r in conn.execute("PRAGMA integrity_check")]
+            version = conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        return [f"{path}: {exc}"]
+    problems = [f"{path}: integrity: {r}" for r in result if r != "ok"]
+    if version is None or version > LATEST:
+        problems.append(f"{path}: schema version {version} (this rvm-edge knows up to {LATEST})")
+    return problems
+
+
+def backup(path: Path, dest: Path) -> None:
+    """A consistent copy while the service runs (SQLite's online backup API), written atomically."""
+    tmp = dest.with_name(dest.name + ".tmp")
+    src = sqlite3.connect(str(path))
+    try:
+        out = sqlite3.connect(str(tmp))
+        try:
+            src.backup(out)
+        finally:
+            out.close()
+    finally:
+        src.close()
+    tmp.replace(dest)
