@@ -119,7 +119,9 @@ class ServiceProcess:
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise AssertionError(f"no matching log event within {timeout}s; last lines: {self.lines[-5:]}")
+                raise AssertionError(
+                    f"no matching log event within {timeout}s; last lines: {self.lines[-5:]}"
+                )
             try:
                 e = self.events.get(timeout=left)
             except queue.Empty:

@@ -12,7 +12,12 @@ from conftest import API_KEY, DASH_TOKEN, deposit_ids, local_ids, start_service,
 
 
 def test_ready_serves_health_and_delivers_then_stops_cleanly(
-    tmp_path: Path, sim: Any, machine: dict[str, Any], one_bottle_model: Path, frames_dir: Path, services: list
+    tmp_path: Path,
+    sim: Any,
+    machine: dict[str, Any],
+    one_bottle_model: Path,
+    frames_dir: Path,
+    services: list,
 ) -> None:
     config = write_config(tmp_path, one_bottle_model, sim.edge_base_url, frames_dir)
     svc = start_service(tmp_path, config)
