@@ -1,0 +1,184 @@
+"""``rvm-edge version | check-config FILE | run --config FILE`` with the real app's exit codes.
+
+Why a stub: the role's scenario must prove the unit, the credentials and the health check work
+under the sandbox, which needs a process that speaks sd_notify and serves /readyz. It reads the
+same config sections and secrets the real service does, so a role mistake (an unreadable file, a
+missing credential, a read-only data directory) fails here as it would there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rvm_edge import __version__
+
+EXIT_INVALID = 2
+SECTIONS = {"profile", "device", "source", "models", "decision", "platform", "storage", "server", "logging"}
+
+
+def problems(doc: Any) -> list[str]:
+    """The checks of the real check-config that the role can get wrong."""
+    if not isinstance(doc, dict):
+        return ["the top level must be a mapping"]
+    out = [f"{key}: unknown section" for key in sorted(set(doc) - SECTIONS)]
+    if doc.get("profile", "prod") not in ("dev", "staging", "prod"):
+        out.append(f"profile: expected dev, staging or prod, got {doc.get('profile')!r}")
+    if not (doc.get("device") or {}).get("id"):
+        out.append("device.id: required")
+    if not (doc.get("models") or {}).get("manifest"):
+        out.append("models.manifest: required")
+    port = (doc.get("server") or {}).get("port", 8080)
+    if not isinstance(port, int) or not 0 <= port <= 65535:
+        out.append(f"server.port: expected 0-65535, got {port!r}")
+    return out
+
+
+def load(path: Path) -> dict[str, Any]:
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        print(f"rvm-edge: {path}: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_INVALID) from None
+    found = problems(doc)
+    for problem in found:
+        print(f"rvm-edge: {path}: {problem}", file=sys.stderr)
+    if found:
+        raise SystemExit(EXIT_INVALID)
+    return doc
+
+
+def secret(template: str, key: str) -> str:
+    path = Path(os.path.expandvars(template))
+    try:
+        value = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise SystemExit(f"rvm-edge: {key}: cannot read {path}: {exc.strerror}") from None
+    if not value:
+        raise SystemExit(f"rvm-edge: {key}: {path} is empty")
+    return value
+
+
+def notify(message: str) -> None:
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.sendto(message.encode(), address)
+
+
+class State:
+    def __init__(self) -> None:
+        self.frames = 0
+        self.stop = threading.Event()
+
+
+def frames(state: State, source: dict[str, Any]) -> None:
+    """Read the folder source frame by frame (the real pipeline would detect on each)."""
+    folder = Path(source.get("path") or "")
+    delay = 1.0 / float(source.get("fps") or 5)
+    while not state.stop.is_set():
+        files = sorted(p for p in folder.glob("*") if p.is_file()) if folder.is_dir() else []
+        if not files:
+            state.stop.wait(delay)
+            continue
+        for path in files:
+            path.read_bytes()
+            state.frames += 1
+            if state.stop.wait(delay):
+                return
+        if not source.get("loop", False):
+            return
+
+
+def serve(state: State, bind: str, port: int) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/healthz":
+                self._json(200, {"alive": True, "version": __version__})
+            elif self.path == "/readyz":
+                ready = state.frames > 0
+                body = {
+                    "ready": ready,
+                    "checks": {"frames": "ok" if ready else "no frame yet"},
+                    "frames_processed": state.frames,
+                    "in_flight": 0,
+                    "version": __version__,
+                }
+                self._json(200 if ready else 503, body)
+            else:
+                self._json(404, {"error": "not found"})
+
+        def _json(self, status: int, body: dict[str, Any]) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *_: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer((bind, port), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def run(config: Path) -> int:
+    doc = load(config)
+    platform = doc.get("platform") or {}
+    server_cfg = doc.get("server") or {}
+    if platform.get("base_url"):
+        secret(platform.get("api_key_file", "${CREDENTIALS_DIRECTORY}/api-key"), "platform.api_key_file")
+    secret(server_cfg.get("token_file", "${CREDENTIALS_DIRECTORY}/api-token"), "server.token_file")
+    data_dir = Path((doc.get("storage") or {}).get("data_dir", "/var/lib/rvm-edge"))
+    (data_dir / "stub-state.json").write_text(json.dumps({"version": __version__, "pid": os.getpid()}))
+    state = State()
+    signal.signal(signal.SIGTERM, lambda *_: state.stop.set())
+    server = serve(state, server_cfg.get("bind", "127.0.0.1"), int(server_cfg.get("port", 8080)))
+    threading.Thread(target=frames, args=(state, doc.get("source") or {}), daemon=True).start()
+    notify(f"READY=1\nSTATUS=stub {__version__} serving")
+    interval = int(os.environ.get("WATCHDOG_USEC", "0")) / 2e6
+    print(json.dumps({"event": "started", "version": __version__}), flush=True)
+    while not state.stop.wait(interval or 1.0):
+        if interval:
+            notify("WATCHDOG=1")
+    notify("STOPPING=1")
+    server.shutdown()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="rvm-edge")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("version")
+    check = sub.add_parser("check-config")
+    check.add_argument("file", type=Path)
+    runner = sub.add_parser("run")
+    runner.add_argument("--config", type=Path, default=Path("/etc/rvm-edge/config.yml"))
+    args = parser.parse_args(argv)
+    if args.command == "version":
+        print(__version__)
+        return 0
+    if args.command == "check-config":
+        load(args.file)
+        print(f"{args.file}: ok")
+        return 0
+    return run(args.config)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

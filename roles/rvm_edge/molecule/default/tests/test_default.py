@@ -1,0 +1,124 @@
+"""What an operator checks after the rvm_edge role: the release, the venv, config, secrets, the
+sandboxed service and its health endpoint.
+
+The scenario deploys the interface stub (stub_app/), so /readyz here proves the role's unit,
+credentials and health check work under the sandbox, not the real pipeline's readiness.
+"""
+
+from __future__ import annotations
+
+import json
+
+testinfra_hosts = ["podman://rvm-molecule-edge"]
+
+API_KEY = "molecule-only-api-key-7f3a9c"
+TOKEN = "molecule-only-http-token-51be04"
+
+
+def test_release_is_current_and_verified(host) -> None:
+    current = host.file("/opt/rvm-edge/current")
+    assert current.is_symlink
+    assert current.linked_to == "/opt/rvm-edge/releases/0.0.1"
+    manifest = json.loads(host.file("/opt/rvm-edge/current/MANIFEST.json").content_string)
+    assert manifest["version"] == "0.0.1"
+    assert manifest["arch"] == "x86_64"
+    # the uploaded bundle is not left behind
+    assert host.check_output("find /var/cache/rvm-edge -type f | wc -l") == "0"
+
+
+def test_venv_was_built_from_the_bundle_only(host) -> None:
+    out = host.check_output("/opt/rvm-edge/current/venv/bin/rvm-edge version")
+    assert out == "0.0.1"
+    freeze = host.check_output("/opt/rvm-edge/current/venv/bin/python -m pip freeze --all")
+    assert "PyYAML==6.0.4" in freeze
+
+
+def test_config_is_readable_by_the_service_only(host) -> None:
+    config = host.file("/etc/rvm-edge/config.yml")
+    assert config.user == "root"
+    assert config.group == "rvm"
+    assert config.mode == 0o640
+    assert "device:" in config.content_string
+    assert host.run("/opt/rvm-edge/current/venv/bin/rvm-edge check-config /etc/rvm-edge/config.yml").rc == 0
+
+
+def test_credentials_are_root_only_files(host) -> None:
+    directory = host.file("/etc/rvm-edge/credentials")
+    assert directory.mode == 0o700
+    assert directory.user == "root"
+    for name, value in (("api-key", API_KEY), ("api-token", TOKEN)):
+        f = host.file(f"/etc/rvm-edge/credentials/{name}")
+        assert f.user == "root"
+        assert f.mode == 0o600
+        assert f.content_string.strip() == value
+
+
+def test_secrets_do_not_leak(host) -> None:
+    assert API_KEY not in host.file("/etc/rvm-edge/config.yml").content_string
+    unit = host.file("/etc/systemd/system/rvm-edge.service").content_string
+    assert API_KEY not in unit
+    assert TOKEN not in unit
+    processes = host.check_output("ps -eo args")
+    assert API_KEY not in processes
+    assert TOKEN not in processes
+    environ = host.check_output("systemctl show rvm-edge -p Environment")
+    assert API_KEY not in environ
+    journal = host.check_output("journalctl --no-pager -o cat")
+    assert API_KEY not in journal
+    assert TOKEN not in journal
+
+
+def test_service_runs_sandboxed_as_the_service_user(host) -> None:
+    service = host.service("rvm-edge")
+    assert service.is_running
+    assert service.is_enabled
+    show = host.check_output(
+        "systemctl show rvm-edge -p Type -p User -p WatchdogUSec -p NRestarts -p MainPID"
+    )
+    props = dict(line.split("=", 1) for line in show.splitlines())
+    assert props["Type"] == "notify"
+    assert props["User"] == "rvm"
+    assert props["WatchdogUSec"] == "30s"
+    assert props["NRestarts"] == "0"
+    owner = host.check_output(f"ps -o user= -p {props['MainPID']}")
+    assert owner == "rvm"
+
+
+def test_exposure_is_within_bound(host) -> None:
+    out = host.check_output("systemd-analyze security rvm-edge.service --no-pager | tail -n 1")
+    score = float(out.split("rvm-edge.service:")[1].split()[0])
+    assert score <= 2.0, out
+
+
+def test_camera_nodes_stay_reachable(host) -> None:
+    """PrivateDevices would hide /dev/video*; the unit allows V4L2 devices and the video group."""
+    show = host.check_output("systemctl show rvm-edge -p DeviceAllow -p SupplementaryGroups -p DevicePolicy")
+    assert "char-video4linux rw" in show
+    assert "SupplementaryGroups=video" in show
+    assert "DevicePolicy=closed" in show
+
+
+def test_only_the_data_directory_is_writable(host) -> None:
+    """ProtectSystem=strict as the service sees it: its mount namespace has /opt and /etc read-only."""
+    pid = host.check_output("systemctl show rvm-edge -p MainPID --value")
+    assert host.file("/var/lib/rvm-edge/stub-state.json").user == "rvm"
+
+    def options(path: str) -> set[str]:
+        return set(host.check_output(f"nsenter -t {pid} -m findmnt -n -o OPTIONS -T {path}").split(","))
+
+    assert "ro" in options("/opt/rvm-edge")
+    assert "ro" in options("/etc/rvm-edge")
+    assert "rw" in options("/var/lib/rvm-edge")
+
+
+def test_readyz_reports_frames(host) -> None:
+    body = json.loads(host.check_output("curl -fsS http://127.0.0.1:8080/readyz"))
+    assert body["ready"] is True
+    assert body["frames_processed"] > 0
+    assert body["version"] == "0.0.1"
+
+
+def test_role_did_not_change_system_directories(host) -> None:
+    for path in ("/etc", "/usr", "/var", "/opt"):
+        f = host.file(path)
+        assert (f.user, f.group, f.mode) == ("root", "root", 0o755), path
