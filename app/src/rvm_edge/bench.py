@@ -23,7 +23,7 @@ import psutil
 
 from rvm_edge.decision import DecisionConfig, decide
 from rvm_edge.detector import Detector
-from rvm_edge.messages import Detection, Detections
+from rvm_edge.messages import Deposit, Detection, Detections, ItemResult
 from rvm_edge.segment import Sam2Segmenter
 from rvm_edge.sources import IMAGE_SUFFIXES
 
@@ -176,18 +176,48 @@ def run_batched(
     return s
 
 
+class _SoakSink:
+    """Counts results and samples RSS; stops the source after ``n`` frames. Keeps nothing else,
+    so any growth is the pipeline's own."""
+
+    def __init__(self, n: int, stop: Callable[[], None]) -> None:
+        self.n, self.stop, self.count = n, stop, 0
+        self.step = max(1, n // 50)
+        self.samples: list[tuple[int, float]] = []
+
+    def on_result(self, result: ItemResult) -> None:
+        if self.count % self.step == 0:
+            self.samples.append((self.count, rss_mb()))
+        self.count += 1
+        if self.count >= self.n:
+            self.stop()
+
+    def on_deposit(self, deposit: Deposit) -> None:
+        pass
+
+
 def soak(
-    detector: Detector, frames: list[tuple[str, bytes]], decision: DecisionConfig, n: int
+    detector: Detector,
+    frames_dir: Path,
+    decision: DecisionConfig,
+    n: int,
+    segmenter: Sam2Segmenter | None = None,
 ) -> dict[str, Any]:
-    """Run ``n`` frames and fit a line through the RSS samples: a leak shows as a positive slope."""
-    samples: list[tuple[int, float]] = []
-    step = max(1, n // 50)
-    for i in range(n):
-        _, data = frames[i % len(frames)]
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-        decide(detector.detect(image, i), decision)
-        if i % step == 0:
-            samples.append((i, rss_mb()))
+    """``n`` frames through the real pipeline (threads, queues, looping folder source, SAM2 when
+    given); a line through the RSS samples shows a leak as a positive slope."""
+    from rvm_edge.pipeline import Pipeline, PipelineConfig
+    from rvm_edge.sources import ImageFolderSource
+
+    source = ImageFolderSource(frames_dir, loop=True)
+    sink = _SoakSink(n, source.stop)
+    config = PipelineConfig(segment=segmenter is not None, warmup_runs=1)
+    pipe = Pipeline(source, detector, decision, segmenter, [sink], config)
+    pipe.start()
+    pipe.wait()
+    pipe.stop()
+    if pipe.failure is not None:
+        raise RuntimeError(f"soak stopped: {pipe.failure}")
+    samples = sink.samples
     warm = samples[len(samples) // 5 :]  # the first fifth settles allocator pools and caches
     x = np.array([s[0] for s in warm], float)
     y = np.array([s[1] for s in warm], float)
