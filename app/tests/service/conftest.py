@@ -138,7 +138,7 @@ class ServiceProcess:
             self.notify.settimeout(max(0.01, deadline - time.monotonic()))
             try:
                 self.notifications.append(self.notify.recv(4096).decode())
-            except socket.timeout:
+            except TimeoutError:
                 break
         raise AssertionError(f"no sd_notify message with {text!r}; got {self.notifications}")
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from conftest import API_KEY, DASH_TOKEN, deposit_ids, local_ids, start_service, wait_for, write_config
@@ -72,3 +76,147 @@ def test_ready_serves_health_and_delivers_then_stops_cleanly(
     audit = [yaml.safe_load(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
     assert [a["action"] for a in audit][:1] == ["start"] and audit[-1]["action"] == "stop"
     assert audit[-1]["exit_code"] == 0 and audit[-1]["version"]
+
+
+def test_remote_commands_run_within_a_heartbeat_and_are_audited(
+    tmp_path: Path,
+    sim: Any,
+    machine: dict[str, Any],
+    one_bottle_model: Path,
+    frames_dir: Path,
+    services: list,
+) -> None:
+    config = write_config(tmp_path, one_bottle_model, sim.edge_base_url, frames_dir)
+    svc = start_service(tmp_path, config)
+    services.append(svc)
+    svc.wait_notify("READY=1", 60)
+    for action in ("GIT_PULL", "BOGUS", "RESTART"):
+        sim.admin("POST", f"/machines/{machine['id']}/commands", {"action": action})
+    # heartbeat_interval_s is 1: the RESTART must end the process (exit 75: systemd restarts it)
+    assert svc.wait(10) == 75
+    events = "".join(svc.lines)
+    assert "GIT_PULL is not applicable" in events and "unknown remote command ignored" in events
+    audit = [yaml.safe_load(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
+    commands = [a["command"] for a in audit if a["action"] == "remote_command"]
+    assert commands == ["GIT_PULL", "BOGUS", "RESTART"]
+    assert audit[-1]["action"] == "stop" and audit[-1]["exit_code"] == 75
+
+
+def test_blocked_machine_keeps_running_and_queues(
+    tmp_path: Path,
+    sim: Any,
+    machine: dict[str, Any],
+    one_bottle_model: Path,
+    frames_dir: Path,
+    services: list,
+) -> None:
+    sim.admin("POST", f"/machines/{machine['id']}/block")
+    sim.admin("DELETE", f"/machines/{machine['id']}/technician")
+    config = write_config(tmp_path, one_bottle_model, sim.edge_base_url, frames_dir)
+    svc = start_service(tmp_path, config)
+    services.append(svc)
+    svc.wait_notify("READY=1", 60)
+    wait_for(lambda: len(local_ids(tmp_path / "data")) >= 5, 20, "deposits recorded while blocked")
+    body = wait_for(
+        lambda: (b := svc.ready_body())["checks"].get("platform", {}).get("detail") == "blocked" and b,
+        10,
+        "readiness shows the block",
+    )
+    assert body["ready"] is True  # the device itself is healthy: the health gate must not roll it back
+    assert deposit_ids(sim) == []
+    # unblocked but no technician: heartbeats are refused with 403, the device keeps going
+    sim.admin("POST", f"/machines/{machine['id']}/unblock")
+    wait_for(lambda: svc.ready_body()["checks"]["platform"]["detail"] == "no_technician", 15, "no technician")
+    wait_for(lambda: len(deposit_ids(sim)) >= 5, 20, "queued deposits delivered after the unblock")
+    assert svc.process.poll() is None
+    svc.signal(signal.SIGTERM)
+    assert svc.wait(20) == 0
+
+
+def test_maintenance_mode_stops_accepting_items(
+    tmp_path: Path,
+    sim: Any,
+    machine: dict[str, Any],
+    one_bottle_model: Path,
+    frames_dir: Path,
+    services: list,
+) -> None:
+    sim.admin("PATCH", f"/machines/{machine['id']}/policy", {"is_maintenance_mode": True})
+    config = write_config(tmp_path, one_bottle_model, sim.edge_base_url, frames_dir)
+    svc = start_service(tmp_path, config)
+    services.append(svc)
+    svc.wait_notify("READY=1", 60)
+    wait_for(lambda: svc.get("/api/status", DASH_TOKEN).json()["accepting"] is False, 10, "maintenance seen")
+    frames = svc.ready_body()["frames_processed"]
+    wait_for(lambda: svc.ready_body()["frames_processed"] > frames + 10, 10, "frames keep flowing")
+    recorded = len(local_ids(tmp_path / "data"))
+    assert recorded <= 2  # at most what was decided before the handshake reply arrived
+    hb = wait_for(lambda: sim.admin("GET", "/heartbeats"), 10, "heartbeat")[-1]["body"]
+    assert hb["status"] == "maintenance"
+    svc.signal(signal.SIGTERM)
+    assert svc.wait(20) == 0
+
+
+def test_sighup_applies_live_keys_and_keeps_the_old_config_when_invalid(
+    tmp_path: Path,
+    sim: Any,
+    machine: dict[str, Any],
+    one_bottle_model: Path,
+    frames_dir: Path,
+    services: list,
+) -> None:
+    config = write_config(tmp_path, one_bottle_model, sim.edge_base_url, frames_dir)
+    svc = start_service(tmp_path, config)
+    services.append(svc)
+    svc.wait_notify("READY=1", 60)
+    good = config.read_text()
+    config.write_text(good + "bogus_section: {x: 1}\n")
+    svc.signal(signal.SIGHUP)
+    refused = svc.wait_event(lambda e: e.get("event", "").startswith("config reload refused"), 10)
+    assert "bogus_section: unknown key" in refused["errors"]
+    assert svc.get("/healthz").status_code == 200
+    cfg = yaml.safe_load(good)
+    cfg["decision"] = {"min_confidence": 0.95}  # the bottle's 0.9 is now too little
+    cfg["server"]["bind"] = "127.0.0.2"
+    config.write_text(yaml.safe_dump(cfg))
+    svc.signal(signal.SIGHUP)
+    applied = svc.wait_event(lambda e: e.get("action") == "config_reload" and e["result"] == "applied", 10)
+    assert "decision.min_confidence" in applied["applied"]
+    assert applied["needs_restart"] == ["server.bind"]
+    wait_for(
+        lambda: (r := svc.get("/api/status", DASH_TOKEN).json()["recent"]) and r[0]["decision"] == "REJECTED",
+        10,
+        "items rejected under the new threshold",
+    )
+    svc.signal(signal.SIGTERM)
+    assert svc.wait(20) == 0
+
+
+@pytest.mark.parametrize(
+    ("change", "code", "message"),
+    [
+        ({"models": {"manifest": "/nonexistent/manifest.json"}}, 3, "model manifest not found"),
+        ({"platform": {"api_key_file": "/nonexistent/api-key"}}, 5, "platform.api_key_file"),
+        ({"storage": {"data_dir": "/proc/rvm-edge"}}, 4, "storage.data_dir"),
+        ({"device": {"id": ""}}, 2, "device.id"),
+    ],
+)
+def test_startup_failures_exit_with_their_documented_code(
+    tmp_path: Path, one_bottle_model: Path, frames_dir: Path, change: dict, code: int, message: str
+) -> None:
+    config = write_config(tmp_path, one_bottle_model, "http://127.0.0.1:9/api/v1", frames_dir)
+    cfg = yaml.safe_load(config.read_text())
+    for section, values in change.items():
+        cfg[section] = {**cfg[section], **values}
+    config.write_text(yaml.safe_dump(cfg))
+    env = {**os.environ, "CREDENTIALS_DIRECTORY": str(tmp_path / "creds")}
+    result = subprocess.run(
+        [sys.executable, "-m", "rvm_edge.cli", "run", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert result.returncode == code, result.stdout + result.stderr
+    assert message in result.stdout
+    assert API_KEY not in result.stdout + result.stderr
