@@ -66,7 +66,12 @@ def strict_problems(cfg: ServiceConfig) -> list[str]:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    cfg = _config_or_exit(args.file)
+    try:
+        cfg = load_config(args.file)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(f"rvm-edge: {issue}", file=sys.stderr)
+        return EXIT_INVALID
     if args.strict:
         problems = strict_problems(cfg)
         for p in problems:

@@ -1,0 +1,91 @@
+"""The local store: migrations both ways, pruning that keeps records, backup and restore."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from rvm_edge.cli import main
+from rvm_edge.service.store import DB_NAME, LATEST, Store, StoreError, check, connect, migrate, schema_version
+
+
+def fill(store: Store, n: int, image_size: int = 1000) -> None:
+    for i in range(n):
+        store.record(f"d{i}", "ACCEPTED", "ok", {"deposit_id": f"d{i}"}, bytes(image_size), "image/jpeg")
+
+
+def test_a_record_is_committed_and_visible_to_another_connection(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.record("d0", "ACCEPTED", "ok", {"deposit_id": "d0"}, b"img", "image/jpeg")
+    other = sqlite3.connect(str(tmp_path / DB_NAME))
+    assert other.execute("SELECT deposit_id, state FROM deposits").fetchall() == [("d0", "pending")]
+    assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_migrations_go_down_and_up_keeping_the_data(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    fill(store, 3)
+    store.close()
+    conn = connect(tmp_path / DB_NAME)
+    assert schema_version(conn) == LATEST
+    assert migrate(conn, 1) == [f"down 2: {'outbox index and image size column for quota accounting'}"]
+    cols = [r[1] for r in conn.execute("PRAGMA table_info(deposits)")]
+    assert "image_bytes" not in cols and conn.execute("SELECT COUNT(*) FROM deposits").fetchone()[0] == 3
+    migrate(conn, LATEST)
+    assert conn.execute("SELECT SUM(image_bytes) FROM deposits").fetchone()[0] == 3000  # recomputed
+    conn.close()
+
+
+def test_a_newer_schema_is_refused_with_the_command_that_fixes_it(tmp_path: Path) -> None:
+    Store(tmp_path).close()
+    conn = sqlite3.connect(str(tmp_path / DB_NAME))
+    conn.execute("INSERT INTO schema_migrations VALUES (99, 0)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreError, match=f"rvm-edge db migrate --to {LATEST}"):
+        Store(tmp_path)
+
+
+def test_pruning_clears_images_oldest_sent_first_and_never_drops_a_record(tmp_path: Path) -> None:
+    clock = [1000.0]
+    store = Store(tmp_path, clock=lambda: clock[0])
+    fill(store, 10)
+    for seq in (1, 2, 3, 4):
+        store.mark_sent(seq)
+    clock[0] += 86400 * 2
+    assert store.prune_images(max_bytes=10**9, retention_s=86400) == 4  # sent and older than retention
+    assert store.prune_images(max_bytes=3000, retention_s=10**9) == 3  # the quota takes pending ones last
+    rows = (
+        sqlite3.connect(str(tmp_path / DB_NAME))
+        .execute("SELECT seq, image IS NOT NULL FROM deposits ORDER BY seq")
+        .fetchall()
+    )
+    assert len(rows) == 10 and [s for s, has in rows if has] == [8, 9, 10]
+    assert store.status().pending == 6
+
+
+def test_backup_restore_roundtrip_and_refusals(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "data"
+    config = tmp_path / "config.yml"
+    config.write_text(
+        f"profile: dev\ndevice: {{id: d}}\nmodels: {{manifest: /m.json}}\nstorage: {{data_dir: {data}}}\n"
+    )
+    store = Store(data)
+    fill(store, 5)
+    store.close()
+    backup = tmp_path / "backup.sqlite3"
+    assert main(["db", "backup", "--config", str(config), str(backup)]) == 0
+    assert check(backup) == []
+    store = Store(data)
+    store.record("late", "REJECTED", "r", {}, None, None)  # a change after the backup...
+    store.close()
+    assert main(["db", "restore", "--config", str(config), str(backup)]) == 0  # ...is undone
+    assert Store(data).status().pending == 5
+    assert (data / f"{DB_NAME}.pre-restore").is_file()
+    corrupt = tmp_path / "corrupt.sqlite3"
+    corrupt.write_bytes(b"SQLite format 3\x00" + b"\xff" * 4000)
+    assert main(["db", "restore", "--config", str(config), str(corrupt)]) == 1
+    assert "refusing to restore" in capsys.readouterr().err
+    assert main(["db", "check", "--config", str(config)]) == 0
