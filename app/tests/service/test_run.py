@@ -220,3 +220,27 @@ def test_startup_failures_exit_with_their_documented_code(
     assert result.returncode == code, result.stdout + result.stderr
     assert message in result.stdout
     assert API_KEY not in result.stdout + result.stderr
+
+
+def test_rotated_key_is_picked_up_after_a_401_and_no_key_is_ever_logged(
+    tmp_path: Path, sim: Any, machine: dict[str, Any], one_bottle_model: Path, frames_dir: Path, services: list
+) -> None:
+    config = write_config(tmp_path, one_bottle_model, sim.edge_base_url, frames_dir, logging={"level": "DEBUG"})
+    svc = start_service(tmp_path, config)
+    services.append(svc)
+    wait_for(lambda: len(deposit_ids(sim)) >= 2, 30, "deposits with the first key")
+    new_key = "rvm_" + "N" * 12 + "rotatedkeyvalue0abcd"
+    sim.admin("POST", f"/machines/{machine['id']}/keys", {"api_key": new_key})
+    wait_for(lambda: svc.ready_body()["checks"]["platform"]["detail"] == "auth", 15, "the 401 noticed")
+    stalled = len(deposit_ids(sim))
+    (tmp_path / "creds" / "api-key").write_text(new_key + "\n")
+    handshakes = len(sim.admin("GET", "/handshakes"))
+    wait_for(lambda: len(sim.admin("GET", "/handshakes")) > handshakes, 15, "a new handshake with the new key")
+    wait_for(lambda: len(deposit_ids(sim)) > stalled + 3, 20, "deposits flowing again")
+    status = svc.get("/api/status", DASH_TOKEN).text
+    svc.signal(signal.SIGTERM)
+    assert svc.wait(20) == 0
+    everything = "".join(svc.lines) + (tmp_path / "audit.log").read_text() + status
+    assert '"level": "DEBUG"' in everything  # debug logging was on, and still:
+    assert API_KEY not in everything and new_key not in everything
+    assert "api_key_changed" in everything
