@@ -38,7 +38,7 @@ from rvm_edge.service.outbox import Sender, backoff_from
 from rvm_edge.service.platform import PlatformClient, PlatformSettings
 from rvm_edge.service.recorder import FrameTap, ModelInfo, Recorder
 from rvm_edge.service.sdnotify import Notifier
-from rvm_edge.service.server import HttpServer
+from rvm_edge.service.server import HttpServer, favour_responsiveness, lower_worker_priority
 from rvm_edge.service.store import Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -235,6 +235,7 @@ class Service:
             self.store = Store(cfg.storage.data_dir)
         except StoreError as exc:
             raise StartupError(EXIT_STORAGE, str(exc)) from None
+        self.store.start_checkpointer()
         self._secrets()
         try:
             self.server = HttpServer(cfg.server.bind, cfg.server.port, self, self.api_token)
@@ -242,8 +243,10 @@ class Service:
             raise StartupError(
                 EXIT_BIND, f"server: cannot listen on {cfg.server.bind}:{cfg.server.port}: {exc.strerror}"
             ) from None
+        favour_responsiveness()
         self.server.start()
         log.info("http server listening", extra={"bind": cfg.server.bind, "port": self.server.port})
+        lower_worker_priority()
         self.notifier.status("loading models")
         detector, segmenter = self._load_models()
         self._platform(self.store)
