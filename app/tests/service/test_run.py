@@ -223,9 +223,16 @@ def test_startup_failures_exit_with_their_documented_code(
 
 
 def test_rotated_key_is_picked_up_after_a_401_and_no_key_is_ever_logged(
-    tmp_path: Path, sim: Any, machine: dict[str, Any], one_bottle_model: Path, frames_dir: Path, services: list
+    tmp_path: Path,
+    sim: Any,
+    machine: dict[str, Any],
+    one_bottle_model: Path,
+    frames_dir: Path,
+    services: list,
 ) -> None:
-    config = write_config(tmp_path, one_bottle_model, sim.edge_base_url, frames_dir, logging={"level": "DEBUG"})
+    config = write_config(
+        tmp_path, one_bottle_model, sim.edge_base_url, frames_dir, logging={"level": "DEBUG"}
+    )
     svc = start_service(tmp_path, config)
     services.append(svc)
     wait_for(lambda: len(deposit_ids(sim)) >= 2, 30, "deposits with the first key")
@@ -235,7 +242,9 @@ def test_rotated_key_is_picked_up_after_a_401_and_no_key_is_ever_logged(
     stalled = len(deposit_ids(sim))
     (tmp_path / "creds" / "api-key").write_text(new_key + "\n")
     handshakes = len(sim.admin("GET", "/handshakes"))
-    wait_for(lambda: len(sim.admin("GET", "/handshakes")) > handshakes, 15, "a new handshake with the new key")
+    wait_for(
+        lambda: len(sim.admin("GET", "/handshakes")) > handshakes, 15, "a new handshake with the new key"
+    )
     wait_for(lambda: len(deposit_ids(sim)) > stalled + 3, 20, "deposits flowing again")
     status = svc.get("/api/status", DASH_TOKEN).text
     svc.signal(signal.SIGTERM)

@@ -181,7 +181,8 @@ class PlatformClient:
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
         self.session.headers.update({"Accept": "application/json", "User-Agent": f"rvm-edge/{__version__}"})
-        self.session.verify = settings.ca_bundle if settings.ca_bundle else True
+        # passed on every call: requests lets REQUESTS_CA_BUNDLE override a Session-level verify
+        self._verify: str | bool = settings.ca_bundle if settings.ca_bundle else True
         self.last_ok_at: float | None = None
         self.last_error: str | None = None
 
@@ -199,6 +200,7 @@ class PlatformClient:
                 url,
                 headers=headers,
                 timeout=(self.settings.connect_timeout_s, self.settings.timeout_s),
+                verify=self._verify,
                 **kwargs,
             )
             reply = classify(r.status_code, r.text, endpoint)
