@@ -45,7 +45,25 @@ def frame(seed: int) -> np.ndarray:
     return cv2.add(img, rng.integers(0, 20, img.shape, dtype=np.uint8))
 
 
+def disk_fsync_ms(workdir: Path, n: int = 200) -> list[float]:
+    """The floor under any power-cut-safe commit: one 64 KiB write + fsync on the same disk."""
+    path = workdir / "fsync.probe"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    times = []
+    try:
+        for _ in range(n):
+            os.write(fd, b"\0" * 65536)
+            t0 = time.perf_counter()
+            os.fsync(fd)
+            times.append((time.perf_counter() - t0) * 1e3)
+    finally:
+        os.close(fd)
+        path.unlink()
+    return times
+
+
 def bench_deposit(n: int, workdir: Path) -> dict[str, Any]:
+    fsync = disk_fsync_ms(workdir)
     store = Store(workdir / "deposit")
     store.start_checkpointer()
     frames = [frame(i) for i in range(8)]
@@ -68,6 +86,8 @@ def bench_deposit(n: int, workdir: Path) -> dict[str, Any]:
         "encode_ms_p50": pct(encode, 50),
         "encode_ms_p99": pct(encode, 99),
         "target_commit_ms_p99": 5.0,
+        "disk_fsync_ms_p50": pct(fsync, 50),
+        "disk_fsync_ms_p99": pct(fsync, 99),
     }
 
 
@@ -185,11 +205,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--drain", type=int, default=300)
     p.add_argument("--healthz", type=int, default=500)
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--dir", type=Path, default=None, help="work on this disk (default: a temp dir)")
     args = p.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="rvm-edge-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="rvm-edge-bench-", dir=args.dir) as tmp:
         work = Path(tmp)
         report = {
             "cpu_count": os.cpu_count(),
+            "load_average_1m": round(os.getloadavg()[0], 2),
             "deposit": bench_deposit(args.deposits, work),
             "drain": bench_drain(args.drain, work),
             "healthz_under_load": bench_healthz(args.healthz),
