@@ -68,6 +68,11 @@ def test_ready_serves_health_and_delivers_then_stops_cleanly(
     svc.signal(signal.SIGTERM)
     assert svc.wait(20) == 0
     svc.wait_notify("STOPPING=1", 1)
+    stopped = svc.wait_event(lambda e: e.get("event") == "stopped", 5)
+    # the drain: every frame decided before the stop was committed, none left between the two
+    assert stopped["recorded"] + stopped["not_recorded"] == stopped["frames_processed"]
+    assert stopped["in_flight"] == 0 and stopped["record_failed"] == 0
+    assert stopped["recorded"] == len(local_ids(tmp_path / "data"))
     # everything decided was committed and, once the outbox drained, delivered in order
     sent = deposit_ids(sim)
     assert sent == local_ids(tmp_path / "data")[: len(sent)]

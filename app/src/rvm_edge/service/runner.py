@@ -518,7 +518,16 @@ class Service:
             self.client.close()
         if self.store is not None:
             self.store.close()
-        log.info("stopped", extra={"drain_s": round(time.monotonic() - t0, 3)})
+        counts: dict[str, Any] = {"drain_s": round(time.monotonic() - t0, 3)}
+        if self.pipeline is not None and self.recorder is not None:
+            counts.update(
+                frames_processed=self.pipeline.stats.frames_processed,
+                recorded=self.recorder.recorded,
+                not_recorded=self.recorder.skipped,
+                record_failed=self.recorder.failed,
+                in_flight=self.recorder.in_flight,
+            )
+        log.info("stopped", extra=counts)
 
     def install_signals(self) -> None:
         def term(signum: int, _frame: Any) -> None:
