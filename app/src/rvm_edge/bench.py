@@ -107,13 +107,15 @@ class UltralyticsPipeline:
         self.detections: list[Detections] = []
         blank = np.full((imgsz, imgsz, 3), 114, np.uint8)
         for _ in range(2):
-            self.model.predict(blank, imgsz=imgsz, verbose=False)
+            self.model.predict(blank, imgsz=imgsz, rect=False, verbose=False)
 
     def __call__(self, i: int, data: bytes) -> None:
         names = self.model.names
         t0 = time.perf_counter()
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-        r = self.model.predict(image, imgsz=self.imgsz, verbose=False)[0]
+        # rect=False: the full square letterbox, as the exported model sees it (predict's default
+        # minimal rectangle feeds a .pt fewer pixels and so different detections)
+        r = self.model.predict(image, imgsz=self.imgsz, rect=False, verbose=False)[0]
         boxes = zip(r.boxes.cls.tolist(), r.boxes.conf.tolist(), r.boxes.xyxy.tolist(), strict=True)
         items = tuple(Detection(int(c), str(names[int(c)]), float(p), tuple(b)) for c, p, b in boxes)
         det = Detections(i, image.shape[:2], items)
