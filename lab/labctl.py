@@ -27,12 +27,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 IMAGE_DIR = ROOT / "lab" / "image"
 INVENTORY = ROOT / "inventories" / "lab"
+SSH_KEY = ROOT / ".lab" / "ssh" / "id_ed25519"
 IMAGE_REPO = "localhost/rvm-lab"
 NETWORK = "rvm-lab"
 LABEL = "io.rvm-fleet.lab"
 RECIPE_LABEL = "io.rvm-fleet.lab.recipe"
 BOOT_TIMEOUT_S = 120.0
-REQUIRED_TOOLS = {"podman": "podman", "mmdebstrap": "mmdebstrap", "runc": "runc"}
+REQUIRED_TOOLS = {
+    "podman": "podman",
+    "mmdebstrap": "mmdebstrap",
+    "runc": "runc",
+    "ssh-keygen": "openssh-client",
+}
 
 
 class LabError(Exception):
@@ -185,6 +191,14 @@ def container_state(name: str) -> dict[str, str] | None:
     }
 
 
+def ensure_ssh_key() -> None:
+    """The lab's own throw-away key (git-ignored under .lab/): Ansible logs in to the lab with it."""
+    if SSH_KEY.exists():
+        return
+    SSH_KEY.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "rvm-fleet lab", "-f", str(SSH_KEY)])
+
+
 def ensure_network() -> bool:
     if run(["podman", "network", "exists", NETWORK], check=False).returncode == 0:
         return False
@@ -194,6 +208,9 @@ def ensure_network() -> bool:
 
 def create_container(host: LabHost, ref: str) -> None:
     """Create and start one systemd container.
+
+    The lab key is mounted read-only as root's authorized_keys: inventories/lab reaches each host
+    with ssh through ``podman exec -i HOST sshd -i`` (no ports, no addresses to manage).
 
     ``unmask=/proc/sys`` lets the base role apply network-namespaced sysctls (net.*) inside the
     container; the lab image masks systemd-sysctl.service and the base role never writes host-wide
@@ -206,6 +223,7 @@ def create_container(host: LabHost, ref: str) -> None:
             "--network", NETWORK,
             "--systemd=always",
             "--security-opt", "unmask=/proc/sys",
+            "--volume", f"{SSH_KEY}.pub:/root/.ssh/authorized_keys:ro",
             "--label", f"{LABEL}=container",
             "--label", f"{RECIPE_LABEL}={recipe_hash()}",
             "--label", f"io.rvm-fleet.lab.groups={','.join(host.groups)}",
@@ -230,6 +248,7 @@ def cmd_up(_: argparse.Namespace) -> None:
     require_tools()
     hosts = inventory_hosts()
     ref = build_image()
+    ensure_ssh_key()
     ensure_network()
     changed: list[str] = []
     for index, host in enumerate(hosts, start=1):
@@ -258,10 +277,14 @@ def cmd_up(_: argparse.Namespace) -> None:
 
 
 def lab_objects(kind: str) -> list[str]:
-    """Names of the lab's containers, networks or volumes (everything ``up`` made carries LABEL)."""
+    """Names of the lab's containers, networks or volumes.
+
+    Matched on the label's value, not just its presence: containers inherit the labels of their
+    image, so a container someone else starts from the lab image carries the key too.
+    """
     fmt = "{{.Names}}" if kind == "container" else "{{.Name}}"
     extra = ["--all"] if kind == "container" else []
-    proc = run(["podman", kind, "ls", *extra, "--filter", f"label={LABEL}", "--format", fmt])
+    proc = run(["podman", kind, "ls", *extra, "--filter", f"label={LABEL}={kind}", "--format", fmt])
     return [line for line in proc.stdout.splitlines() if line.strip()]
 
 

@@ -104,7 +104,7 @@ def test_down_removes_the_lab_and_nothing_else(lab: None) -> None:
     for kind, fmt in (("container", "{{.Names}}"), ("network", "{{.Name}}"), ("volume", "{{.Name}}")):
         extra = ["--all"] if kind == "container" else []
         left = sh(
-            ["podman", kind, "ls", *extra, "--filter", "label=io.rvm-fleet.lab", "--format", fmt]
+            ["podman", kind, "ls", *extra, "--filter", f"label=io.rvm-fleet.lab={kind}", "--format", fmt]
         ).stdout.split()
         assert left == [], f"lab {kind}s left behind: {left}"
     assert sh(["podman", "container", "exists", SENTINEL]).returncode == 0, (
