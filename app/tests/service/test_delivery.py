@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from conftest import (
+from service.helpers import (
     DASH_TOKEN,
     collapse_repeats,
     deposit_ids,

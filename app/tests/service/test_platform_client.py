@@ -15,10 +15,10 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import API_KEY
 from rvm_edge.service.outbox import Sender, backoff_from, encode_image
 from rvm_edge.service.platform import PlatformClient, PlatformSettings
 from rvm_edge.service.store import Store
+from service.helpers import API_KEY
 
 
 def client_for(base_url: str, key: str = API_KEY, **kw: Any) -> PlatformClient:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import API_KEY, DASH_TOKEN, deposit_ids, local_ids, start_service, wait_for, write_config
+from service.helpers import API_KEY, DASH_TOKEN, deposit_ids, local_ids, start_service, wait_for, write_config
 
 
 def test_ready_serves_health_and_delivers_then_stops_cleanly(
