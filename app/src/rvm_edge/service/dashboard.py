@@ -4,6 +4,36 @@
 It polls ``/api/status`` every 2 s and reloads ``/api/frame.jpg`` (the last frame with its boxes).
 """
 
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import numpy as np
+
+
+def annotate(image: np.ndarray, result: Any, mask: tuple[int, Any] | None) -> bytes | None:
+    """The frame as JPEG with its boxes (green: the accepted item, red: the rest) and, when SAM2
+    segmented it, the mask's centroid and major axis."""
+    img = image.copy()
+    for d in result.detections.items:
+        x1, y1, x2, y2 = (int(v) for v in d.box)
+        accepted = result.decision.item == d and result.decision.accepted
+        color = (60, 180, 60) if accepted else (60, 60, 220)
+        cv2.rectangle(img, (x1, y1), (x2, y2), color, 2)
+        label = f"{d.class_name} {d.confidence:.2f}"
+        cv2.putText(img, label, (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, color, 1)
+    if mask is not None and mask[0] == result.frame_index:
+        g = mask[1]
+        cx, cy = g.centroid
+        half = 0.5 * (g.area_px**0.5)
+        dx, dy = half * np.cos(np.radians(g.orientation_deg)), half * np.sin(np.radians(g.orientation_deg))
+        cv2.circle(img, (int(cx), int(cy)), 4, (30, 160, 230), -1)
+        cv2.line(img, (int(cx - dx), int(cy - dy)), (int(cx + dx), int(cy + dy)), (30, 160, 230), 2)
+    ok, buf = cv2.imencode(".jpg", img)
+    return buf.tobytes() if ok else None
+
+
 DASHBOARD_HTML = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>rvm-edge</title>
 <meta name="viewport" content="width=device-width,initial-scale=1">

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from rvm_edge import __version__
-from rvm_edge.messages import Deposit, Frame, ItemResult
+from rvm_edge.messages import Deposit, Frame, ItemResult, MaskGeometry
 from rvm_edge.service.outbox import encode_image, new_deposit_id
 from rvm_edge.service.store import Store
 
@@ -156,6 +156,7 @@ class Recorder:
         self.record_ms: deque[float] = deque(maxlen=2000)
         self.recent: deque[dict[str, Any]] = deque(maxlen=30)
         self.last_frame: tuple[np.ndarray, ItemResult] | None = None
+        self.last_mask: tuple[int, MaskGeometry] | None = None  # (frame index, geometry) for the dashboard
 
     @property
     def in_flight(self) -> int:
@@ -177,6 +178,8 @@ class Recorder:
     def on_deposit(self, deposit: Deposit) -> None:
         r = deposit.result
         image = self.tap.take(r.frame_index)
+        if deposit.segmentation is not None:
+            self.last_mask = (r.frame_index, deposit.segmentation.geometry)
         try:
             if not self._wanted(r):
                 self.skipped += 1

@@ -26,11 +26,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import cv2
-
 from rvm_edge import __version__
 from rvm_edge.service import config as cfgmod
 from rvm_edge.service.config import ConfigError, SecretError, ServiceConfig, load_config, read_secret
+from rvm_edge.service.dashboard import annotate
 from rvm_edge.service.heartbeat import Link
 from rvm_edge.service.jsonlog import REDACTOR, audit, set_level, setup_logging
 from rvm_edge.service.metrics import Metrics
@@ -405,25 +404,12 @@ class Service:
         }
 
     def last_frame_jpeg(self) -> bytes | None:
+        """The last frame with something in view: boxes (green: the accepted item) and, when
+        SAM2 segmented it, the mask's centroid and major axis."""
         if self.recorder is None or self.recorder.last_frame is None:
             return None
         image, result = self.recorder.last_frame
-        img = image.copy()
-        for d in result.detections.items:
-            x1, y1, x2, y2 = (int(v) for v in d.box)
-            color = (60, 180, 60) if result.decision.item == d and result.decision.accepted else (60, 60, 220)
-            cv2.rectangle(img, (x1, y1), (x2, y2), color, 2)
-            cv2.putText(
-                img,
-                f"{d.class_name} {d.confidence:.2f}",
-                (x1, max(12, y1 - 4)),
-                cv2.FONT_HERSHEY_SIMPLEX,
-                0.45,
-                color,
-                1,
-            )
-        ok, buf = cv2.imencode(".jpg", img)
-        return buf.tobytes() if ok else None
+        return annotate(image, result, self.recorder.last_mask)
 
     # -- running ---------------------------------------------------------------------------
     def reload(self) -> None:
