@@ -119,6 +119,7 @@ class Link:
         self.zt_address, self.timezone = zt_address, timezone
         self.state = LinkState()
         self.extra_health: Callable[[], dict[str, Any]] = dict
+        self.on_recovered: Callable[[], None] = lambda: None
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -201,6 +202,8 @@ class Link:
                 body[key] = value
         reply = self.client.heartbeat(body)
         if reply.ok:
+            if self.state.heartbeat_status != "ok":
+                self.on_recovered()  # the outbox need not wait out its backoff
             self.state.heartbeat_ok_at = time.time()
             self.state.heartbeat_status, self.state.heartbeat_error = "ok", None
             commands = reply.body.get("commands")

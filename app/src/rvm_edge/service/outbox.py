@@ -107,7 +107,7 @@ class Sender:
         self.state = SenderState()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.paused_until_wake = threading.Event()
+        self._woken = threading.Event()
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -124,17 +124,17 @@ class Sender:
     def wake(self) -> None:
         """Something changed (new key, link back): retry now instead of after the backoff."""
         self.backoff.reset()
-        self.paused_until_wake.set()
+        self._woken.set()
 
     # -- the loop ----------------------------------------------------------------------------
     def _wait(self, seconds: float) -> None:
-        self.paused_until_wake.clear()
+        self._woken.clear()
         deadline = time.monotonic() + seconds
-        while not self._stop.is_set() and not self.paused_until_wake.is_set():
+        while not self._stop.is_set() and not self._woken.is_set():
             left = deadline - time.monotonic()
             if left <= 0:
                 return
-            self._sleep(self.paused_until_wake, min(left, 0.5))
+            self._sleep(self._woken, min(left, 0.5))
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -173,6 +173,9 @@ class Sender:
             data = json.dumps({**json.loads(data), "image_pruned": True}, separators=(",", ":"))
         elif len(image) > self.max_image_bytes:
             image, image_type = shrink_encoded(image, self.max_image_bytes), "image/jpeg"
+        if self.client.breaker.state == "open":  # not sent, so no attempt is recorded
+            self._link("down", self.state.last_error or "circuit open")
+            return False
         if row.attempts > 0:
             self.state.duplicates_possible += 1
             log.warning(

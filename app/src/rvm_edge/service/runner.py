@@ -205,6 +205,7 @@ class Service:
             timezone=d.timezone,
         )
         self.link.extra_health = lambda: {"outbox": store.status().to_json(), "ready": self.readiness()[0]}
+        self.link.on_recovered = self.sender.wake
 
     def _key_rotated(self) -> bool:
         if self._key is not None and self._key.reload():

@@ -314,7 +314,8 @@ class Store:
             )
 
     def mark_failed(self, seq: int, error: str, park: bool = False) -> None:
-        with self._tx() as c:
+        """Only parking is fsynced: the last error of a pending deposit is informational."""
+        with self._tx(durable=park) as c:
             c.execute(
                 "UPDATE deposits SET last_error = ?, state = CASE WHEN ? THEN 'parked' ELSE state END "
                 "WHERE seq = ?",
