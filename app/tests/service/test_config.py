@@ -133,3 +133,18 @@ def test_secret_errors_name_the_file_never_the_value(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="must hold one token") as err:
         read_secret(str(f), "platform.api_key_file")
     assert "two words" not in str(err.value)
+
+
+def test_schema_lists_every_section_with_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    assert main(["check-config", "--schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    assert set(schema["properties"]) == {
+        "profile", "device", "source", "models", "decision", "platform", "storage", "server", "logging"
+    }  # fmt: skip
+    platform = schema["$defs"]["PlatformConfig"]["properties"]
+    assert (
+        platform["heartbeat_interval_s"]["default"] == 30
+        and platform["allow_insecure_http"]["default"] is False
+    )

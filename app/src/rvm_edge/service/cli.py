@@ -66,6 +66,12 @@ def strict_problems(cfg: ServiceConfig) -> list[str]:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    if args.schema:
+        print(json.dumps(ServiceConfig.model_json_schema(), indent=2))
+        return 0
+    if args.file is None:
+        print("rvm-edge: check-config needs a FILE (or --schema)", file=sys.stderr)
+        return EXIT_INVALID
     try:
         cfg = load_config(args.file)
     except ConfigError as exc:
@@ -268,8 +274,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Validate a config file (defaults < file < RVM_EDGE__SECTION__KEY environment). "
         "Without --strict no secret or model file is read, so it can validate a template before deploy.",
     )
-    p.add_argument("file", type=Path)
+    p.add_argument("file", type=Path, nargs="?")
     p.add_argument("--strict", action="store_true", help="also check secret files, models and data_dir")
+    p.add_argument(
+        "--schema", action="store_true", help="print the config's JSON Schema (keys, types, defaults)"
+    )
     p.set_defaults(func=cmd_check_config)
 
     p = sub.add_parser("outbox", help="the deposit outbox: status | flush")
