@@ -258,3 +258,25 @@ def test_rotated_key_is_picked_up_after_a_401_and_no_key_is_ever_logged(
     assert '"level": "DEBUG"' in everything  # debug logging was on, and still:
     assert API_KEY not in everything and new_key not in everything
     assert "api_key_changed" in everything
+
+
+def test_openvino_compiles_into_the_data_dir_cache(
+    tmp_path: Path,
+    sim: Any,
+    machine: dict[str, Any],
+    one_bottle_model: Path,
+    frames_dir: Path,
+    services: list,
+) -> None:
+    """The unit makes everything but data_dir read-only: the compiled-model cache must live there."""
+    config = write_config(
+        tmp_path, one_bottle_model, sim.edge_base_url, frames_dir,
+        models={"manifest": str(one_bottle_model), "backend": "openvino", "segmentation": {"enabled": False}},
+    )  # fmt: skip
+    svc = start_service(tmp_path, config, {"HOME": str(tmp_path / "no-home")})
+    services.append(svc)
+    svc.wait_notify("READY=1", 60)
+    assert any((tmp_path / "data" / "cache" / "openvino").iterdir())
+    assert not (tmp_path / "no-home").exists()
+    svc.signal(signal.SIGTERM)
+    assert svc.wait(20) == 0

@@ -146,9 +146,12 @@ class Service:
         from rvm_edge.segment import load_segmenter
 
         m = self.cfg.models
+        # compiled OpenVINO models are cached under data_dir by default: the unit's sandbox makes
+        # everything else read-only, and compiling SAM2 again on every start takes minutes
+        cache_dir = m.cache_dir or self.cfg.storage.data_dir / "cache" / "openvino"
         options: dict[str, Any] = {"threads": m.threads}
         if m.backend == "openvino":
-            options.update(precision=m.precision, cache_dir=m.cache_dir)
+            options.update(precision=m.precision, cache_dir=cache_dir)
         try:
             manifest = load_manifest(m.manifest)
             entry = manifest.by_role("detector")
@@ -160,7 +163,7 @@ class Service:
             if m.segmentation.enabled:
                 seg = m.segmentation
                 segmenter = load_segmenter(
-                    m.sam2_manifest(), m.threads, seg.backend, seg.precision, m.cache_dir
+                    m.sam2_manifest(), m.threads, seg.backend, seg.precision, cache_dir
                 )
         except (ManifestError, BackendError, FileNotFoundError, ValueError) as exc:
             raise StartupError(EXIT_MODELS, f"models: {exc}") from None
