@@ -28,7 +28,9 @@ class TrainConfig:
     close_mosaic: int = 5
     patience: int = 100
     #: a second run from the first run's best weights (0: none); more epochs without re-initialising
-    finetune_epochs: int = 0
+    finetune_epochs: int = 24
+    #: smaller batches in the second run: twice the weight updates per epoch for the same compute
+    finetune_batch: int = 8
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -41,10 +43,13 @@ class TrainConfig:
             "optimizer": "auto",
             "device": "cpu",
             "finetune_epochs": self.finetune_epochs,
+            "finetune_batch": self.finetune_batch,
         }
 
 
-def _run(weights: str, data_yaml: Path, work_dir: Path, name: str, epochs: int, config: TrainConfig) -> Path:
+def _run(
+    weights: str, data_yaml: Path, work_dir: Path, name: str, epochs: int, batch: int, config: TrainConfig
+) -> Path:
     from ultralytics import YOLO
 
     model = YOLO(weights)
@@ -52,18 +57,19 @@ def _run(weights: str, data_yaml: Path, work_dir: Path, name: str, epochs: int, 
         data=str(data_yaml),
         epochs=epochs,
         imgsz=config.imgsz,
-        batch=config.batch,
+        batch=batch,
         seed=config.seed,
         deterministic=True,
         device="cpu",
         workers=config.workers,
         close_mosaic=min(config.close_mosaic, epochs),
         patience=config.patience,
-        project=str(work_dir / "runs"),
+        project=str((work_dir / "runs").resolve()),  # a relative one lands under ./runs/detect/
         name=name,
         exist_ok=True,
         plots=False,
         amp=False,
+        cache="ram",  # ultralytics loads data in the training thread on a CPU: decode each frame once
         verbose=True,
     )
     trainer = model.trainer
@@ -91,10 +97,12 @@ def train(data_yaml: Path, work_dir: Path, config: TrainConfig, reuse: bool = Tr
     offline.prepare()
     best = _finished(work_dir, "train", config.epochs) if reuse else None
     if best is None:
-        best = _run(config.arch, data_yaml, work_dir, "train", config.epochs, config)
+        best = _run(config.arch, data_yaml, work_dir, "train", config.epochs, config.batch, config)
     if config.finetune_epochs:
         tuned = _finished(work_dir, "finetune", config.finetune_epochs) if reuse else None
-        best = tuned or _run(str(best), data_yaml, work_dir, "finetune", config.finetune_epochs, config)
+        best = tuned or _run(
+            str(best), data_yaml, work_dir, "finetune", config.finetune_epochs, config.finetune_batch, config
+        )
     out = work_dir / "best.pt"
     shutil.copyfile(best, out)
     return out
