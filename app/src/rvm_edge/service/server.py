@@ -55,11 +55,11 @@ def favour_responsiveness() -> None:
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
 
 
-WORKER_NICE = 5
+WORKER_NICE = 10
 
 
 def lower_worker_priority() -> None:
-    """Run the calling thread, and every thread it starts later, at nice +5 (Linux: per thread).
+    """Run the calling thread, and every thread it starts later, at nice +10 (Linux: per thread).
 
     Called on the main thread after the HTTP server's threads exist and before models load, so
     the inference thread pools and pipeline stages inherit it and ``/healthz`` keeps answering
