@@ -147,9 +147,20 @@ def run(config: Path) -> int:
     data_dir = Path((doc.get("storage") or {}).get("data_dir", "/var/lib/rvm-edge"))
     (data_dir / "stub-state.json").write_text(json.dumps({"version": __version__, "pid": os.getpid()}))
     state = State()
+    models = Path(str((doc.get("models") or {}).get("manifest", "")))
+    try:
+        broken = bool(json.loads(models.read_text(encoding="utf-8")).get("stub_never_ready"))
+    except (OSError, ValueError):
+        broken = False
     signal.signal(signal.SIGTERM, lambda *_: state.stop.set())
     server = serve(state, server_cfg.get("bind", "127.0.0.1"), int(server_cfg.get("port", 8080)))
-    threading.Thread(target=frames, args=(state, doc.get("source") or {}), daemon=True).start()
+    if broken:
+        # A release the scenario marks broken: it starts but never processes a frame (never ready).
+        print(
+            json.dumps({"event": "models", "error": "stub_never_ready set in the model manifest"}), flush=True
+        )
+    else:
+        threading.Thread(target=frames, args=(state, doc.get("source") or {}), daemon=True).start()
     notify(f"READY=1\nSTATUS=stub {__version__} serving")
     interval = int(os.environ.get("WATCHDOG_USEC", "0")) / 2e6
     print(json.dumps({"event": "started", "version": __version__}), flush=True)
