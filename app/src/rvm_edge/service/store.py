@@ -198,15 +198,30 @@ class Store:
         # A background thread does them instead, on its own connection.
         self._conn.execute("PRAGMA wal_autocheckpoint=0")
         self._stop_checkpoints = threading.Event()
+        self._last_write = 0.0
         self._checkpointer: threading.Thread | None = None
 
-    def start_checkpointer(self, interval_s: float = 2.0) -> None:
+    def start_checkpointer(
+        self, interval_s: float = 2.0, quiet_s: float = 0.3, max_wait_s: float = 30.0
+    ) -> None:
+        """Checkpoint every ``interval_s``, in a pause between writes (``quiet_s`` without a
+        commit) so a checkpoint's own fsyncs do not queue behind, or in front of, a deposit's;
+        after ``max_wait_s`` without a pause it checkpoints anyway (the WAL must not grow forever).
+        """
+
         def run() -> None:
             conn = connect(self.path)
             try:
+                last = time.monotonic()
                 while not self._stop_checkpoints.wait(interval_s):
+                    while not self._stop_checkpoints.is_set():
+                        idle = time.monotonic() - self._last_write
+                        if idle >= quiet_s or time.monotonic() - last >= max_wait_s:
+                            break
+                        self._stop_checkpoints.wait(quiet_s - idle)
                     with contextlib.suppress(sqlite3.Error):  # busy: the next round catches up
                         conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    last = time.monotonic()
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             finally:
                 conn.close()
@@ -233,6 +248,7 @@ class Store:
             try:
                 yield self._conn
                 self._conn.execute("COMMIT")
+                self._last_write = time.monotonic()
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
