@@ -104,6 +104,8 @@ def build(work: Path, out: Path, seed: int, config: TrainConfig, force: bool, un
         "train": {**config.to_json(), "seconds": train_seconds, "machine": f"{platform.machine()}, 2 cores"},
     }
     entries = export_bundle(spec, extra_source=recipe)
+    # the checkpoint too: ultralytics' own PyTorch pipeline is the reference the runtime is compared with
+    shutil.copyfile(best, out / f"{LAB_NAME}.pt")
     manifest = merge_into(out / "manifest.json", entries)
     for entry in entries:
         size = (out / entry.file).stat().st_size / 1e6
