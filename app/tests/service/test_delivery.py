@@ -7,10 +7,13 @@ it lands right behind the original with the same ``deposit_id``.
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,18 +30,20 @@ from service.helpers import (
 )
 
 
-def flush(config: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    """``rvm-edge outbox flush`` with the service stopped: sends what is left, in order."""
-    env_creds = {"CREDENTIALS_DIRECTORY": str(tmp_path / "creds")}
-    import os
-
+def cli(config: Path, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``rvm-edge ARGS --config CONFIG`` in a subprocess, with the test's credentials directory."""
     return subprocess.run(
-        [sys.executable, "-m", "rvm_edge.cli", "outbox", "flush", "--config", str(config)],
+        [sys.executable, "-m", "rvm_edge.cli", *args, "--config", str(config)],
         capture_output=True,
         text=True,
         timeout=120,
-        env={**os.environ, **env_creds},
+        env={**os.environ, "CREDENTIALS_DIRECTORY": str(tmp_path / "creds")},
     )
+
+
+def flush(config: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """``rvm-edge outbox flush`` with the service stopped: sends what is left, in order."""
+    return cli(config, tmp_path, "outbox", "flush")
 
 
 def offline_count(data_dir: Path) -> int:
@@ -151,6 +156,29 @@ def test_kill9_mid_send_then_restart_delivers_everything_in_order(
     assert svc.wait(20) == 0
     result = flush(config, tmp_path)
     assert result.returncode == 0, result.stderr
+    check = cli(config, tmp_path, "db", "check")
+    assert check.returncode == 0 and check.stdout.startswith("ok"), check.stderr  # three kills, no damage
+    status = json.loads(cli(config, tmp_path, "outbox", "status").stdout)
+    assert (status["pending"], status["parked"], status["service_running"]) == (0, 0, False)
     unique, repeats = collapse_repeats(deposit_ids(sim))
     assert unique == local_ids(tmp_path / "data")
     assert 1 <= repeats <= kills  # each kill hit a request in the air: its deposit came twice
+
+
+def test_sigterm_while_a_request_hangs_still_exits_cleanly_in_time(
+    tmp_path: Path, sim: Any, machine: dict, one_bottle_model: Path, frames_dir: Path, services: list
+) -> None:
+    """The platform holds every deposit reply for 30 s; the client gives up after timeout_s (2 s).
+    SIGTERM must still drain and exit 0 well inside systemd's stop timeout."""
+    config = write_config(tmp_path, one_bottle_model, sim.edge_base_url, frames_dir)
+    sim.admin("PUT", "/faults", {"latency_ms": 30000, "endpoints": ["deposit"]})
+    svc = start_service(tmp_path, config)
+    services.append(svc)
+    svc.wait_notify("READY=1", 60)
+    wait_for(lambda: len(deposit_ids(sim)) >= 1, 20, "a deposit stored whose reply is held back")
+    t0 = time.monotonic()
+    svc.signal(signal.SIGTERM)
+    assert svc.wait(20) == 0
+    assert time.monotonic() - t0 < 15
+    stopped = svc.wait_event(lambda e: e.get("event") == "stopped", 5)
+    assert stopped["in_flight"] == 0 and stopped["recorded"] == len(local_ids(tmp_path / "data"))

@@ -42,6 +42,8 @@ def test_ready_serves_health_and_delivers_then_stops_cleanly(
     assert "e2e_ms" in data["timings_ms"] and "commit_ms" not in data["timings_ms"]
     hb = wait_for(lambda: sim.admin("GET", "/heartbeats"), 10, "a heartbeat")[0]["body"]
     assert hb["hardware_id"] == "jetson-lab-01" and hb["tailscale_ip"] == "10.147.17.5" and hb["version"]
+    assert set(hb["health_metrics"]) >= {"cpu_usage_percent", "memory_usage_percent", "disk_usage_percent"}
+    assert hb["status"] == "online" and "outbox" in hb["discovery"]
     assert sim.admin("GET", "/handshakes")[0]["body"]["hardware_id"] == "jetson-lab-01"
 
     metrics = svc.get("/metrics").text

@@ -499,9 +499,11 @@ class Service:
         t0 = time.monotonic()
         if self.pipeline is not None:
             self.pipeline.stop(timeout=10.0)
+        # a request in the air ends by its own timeout: wait that long, then the store can close
+        request_s = self.cfg.platform.connect_timeout_s + self.cfg.platform.timeout_s + 1
         for part in (self.sender, self.link):
             if part is not None:
-                part.stop()
+                part.stop(timeout=request_s)
         if self.server is not None:
             self.server.stop()
         if self.client is not None:
