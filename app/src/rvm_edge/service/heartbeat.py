@@ -128,11 +128,16 @@ class Link:
         self._thread = threading.Thread(target=self._run, name="rvm-heartbeat", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def request_stop(self) -> None:
         self._stop.set()
         self._wake.set()
+
+    def stop(self, timeout: float = 5.0) -> bool:
+        self.request_stop()
         if self._thread is not None:
             self._thread.join(timeout)
+            return not self._thread.is_alive()
+        return True
 
     def wake(self) -> None:
         self._wake.set()

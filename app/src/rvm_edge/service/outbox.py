@@ -114,12 +114,19 @@ class Sender:
         self._thread = threading.Thread(target=self._run, name="rvm-outbox", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def request_stop(self) -> None:
         self._stop.set()
+        self._woken.set()
         with self.store.changed:
             self.store.changed.notify_all()
+
+    def stop(self, timeout: float = 5.0) -> bool:
+        """Stop and wait; False when a request is still in the air after ``timeout``."""
+        self.request_stop()
         if self._thread is not None:
             self._thread.join(timeout)
+            return not self._thread.is_alive()
+        return True
 
     def wake(self) -> None:
         """Something changed (new key, link back): retry now instead of after the backoff."""

@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 EXIT_OK, EXIT_INTERNAL, EXIT_CONFIG, EXIT_MODELS, EXIT_STORAGE = 0, 1, 2, 3, 4
 EXIT_SECRETS, EXIT_BIND, EXIT_PIPELINE, EXIT_RESTART = 5, 6, 7, 75
 FRAMES_STALL_S = 30.0
+STOP_BUDGET_S = 15.0  # the role's TimeoutStopSec is 20 s
+PIPELINE_DRAIN_S = 8.0
 OUTBOX_STALL_S = 600.0
 MIN_FREE_MB = 100.0
 
@@ -495,21 +497,29 @@ class Service:
         return finished or all(t.is_alive() for t in threads)
 
     def stop(self) -> None:
+        """Drain within STOP_BUDGET_S (the unit's TimeoutStopSec is 20 s): the pipeline first, so
+        every decided item is committed; then the platform threads, together."""
         self.notifier.stopping("draining")
         t0 = time.monotonic()
+        deadline = t0 + STOP_BUDGET_S
         if self.pipeline is not None:
-            self.pipeline.stop(timeout=10.0)
-        # a request in the air ends by its own timeout: wait that long, then the store can close
-        request_s = self.cfg.platform.connect_timeout_s + self.cfg.platform.timeout_s + 1
+            self.pipeline.stop(timeout=PIPELINE_DRAIN_S)
         for part in (self.sender, self.link):
             if part is not None:
-                part.stop(timeout=request_s)
+                part.request_stop()
+        quiet = True
+        for part in (self.sender, self.link):
+            if part is not None:
+                quiet = part.stop(timeout=max(0.0, deadline - time.monotonic())) and quiet
         if self.server is not None:
             self.server.stop()
         if self.client is not None:
             self.client.close()
         if self.store is not None:
-            self.store.close()
+            if quiet:
+                self.store.close()
+            else:  # closing under a thread that is still sending would only add noise; WAL is crash-safe
+                log.warning("a platform request was still in the air at exit: that deposit will be resent")
         counts: dict[str, Any] = {"drain_s": round(time.monotonic() - t0, 3)}
         if self.pipeline is not None and self.recorder is not None:
             counts.update(
