@@ -282,3 +282,18 @@ def test_openvino_compiles_into_the_data_dir_cache(
     assert not (tmp_path / "no-home").exists()
     svc.signal(signal.SIGTERM)
     assert svc.wait(20) == 0
+
+
+def test_dev_profile_runs_offline_and_keeps_everything(
+    tmp_path: Path, one_bottle_model: Path, frames_dir: Path, services: list
+) -> None:
+    config = write_config(tmp_path, one_bottle_model, None, frames_dir, profile="dev")
+    svc = start_service(tmp_path, config)
+    services.append(svc)
+    svc.wait_notify("READY=1", 60)
+    wait_for(lambda: len(local_ids(tmp_path / "data")) >= 5, 20, "deposits recorded offline")
+    body = wait_for(lambda: svc.get("/readyz").status_code == 200 and svc.ready_body(), 10, "ready")
+    assert "platform" not in body["checks"]
+    assert svc.wait_notify("frames; outbox", 15)  # STATUS= for systemctl status
+    svc.signal(signal.SIGTERM)
+    assert svc.wait(20) == 0

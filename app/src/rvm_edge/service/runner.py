@@ -288,6 +288,8 @@ class Service:
             )
         except ValueError as exc:
             raise StartupError(EXIT_CONFIG, f"{self.config_path}: {exc}") from None
+        if self.shutdown.is_set():  # SIGTERM while the models loaded: never report ready
+            return
         self.notifier.status("warming up models")
         self.pipeline.start()
         if self.sender is not None and self.link is not None:
@@ -475,7 +477,7 @@ class Service:
     def loop(self) -> None:
         interval = self.notifier.watchdog_interval_s
         tick = min(interval, 1.0) if interval else 1.0
-        next_prune = 0.0
+        next_prune = next_status = 0.0
         while not self.shutdown.is_set():
             if self._reload.is_set():
                 self._reload.clear()
@@ -489,7 +491,19 @@ class Service:
             if time.monotonic() >= next_prune:
                 self._prune()
                 next_prune = time.monotonic() + 60
+            if time.monotonic() >= next_status:
+                self.notifier.status(self._status_line())
+                next_status = time.monotonic() + 10
             self.shutdown.wait(tick)
+
+    def _status_line(self) -> str:
+        """What ``systemctl status`` shows: frames, outbox, link."""
+        ready, body = self.readiness()
+        st = self.store.status() if self.store else None
+        link = self.sender.state.link if self.sender else "offline (no platform)"
+        outbox = f"{st.pending} pending, {st.parked} parked" if st else "-"
+        state = "ready" if ready else "not ready"
+        return f"{state}: {body['frames_processed']} frames; outbox {outbox}; link {link}"
 
     def _healthy(self) -> bool:
         threads = self.pipeline._threads if self.pipeline is not None else []
