@@ -149,10 +149,13 @@ def test_maintenance_mode_stops_accepting_items(
     services: list,
 ) -> None:
     sim.admin("PATCH", f"/machines/{machine['id']}/policy", {"is_maintenance_mode": True})
+    sim.admin("PUT", f"/machines/{machine['id']}/ai-model", {"target_version": "v2", "hash": "c" * 64})
     config = write_config(tmp_path, one_bottle_model, sim.edge_base_url, frames_dir)
     svc = start_service(tmp_path, config)
     services.append(svc)
     svc.wait_notify("READY=1", 60)
+    wanted = svc.wait_event(lambda e: e.get("event", "").startswith("platform wants another AI model"), 10)
+    assert wanted["target_hash"] == "c" * 64
     wait_for(lambda: svc.get("/api/status", DASH_TOKEN).json()["accepting"] is False, 10, "maintenance seen")
     frames = svc.ready_body()["frames_processed"]
     wait_for(lambda: svc.ready_body()["frames_processed"] > frames + 10, 10, "frames keep flowing")
