@@ -209,6 +209,7 @@ def test_sighup_applies_live_keys_and_keeps_the_old_config_when_invalid(
         ({"platform": {"api_key_file": "/nonexistent/api-key"}}, 5, "platform.api_key_file"),
         ({"storage": {"data_dir": "/proc/rvm-edge"}}, 4, "storage.data_dir"),
         ({"device": {"id": ""}}, 2, "device.id"),
+        ({"logging": {"file": "/proc/no/such/dir/rvm-edge.log"}}, 2, "logging.file"),
     ],
 )
 def test_startup_failures_exit_with_their_documented_code(

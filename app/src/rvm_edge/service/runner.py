@@ -577,7 +577,12 @@ def run(config_path: Path) -> int:
         setup_logging()
         log.error("invalid configuration", extra={"errors": [str(i) for i in exc.issues]})
         return EXIT_CONFIG
-    setup_logging(cfg.logging.level, cfg.logging.file, cfg.logging.audit_file)
+    try:
+        setup_logging(cfg.logging.level, cfg.logging.file, cfg.logging.audit_file)
+    except OSError as exc:
+        setup_logging(cfg.logging.level)
+        log.error("cannot open a log file", extra={"error": f"logging.file/audit_file: {exc}"})
+        return EXIT_CONFIG
     audit("start", version=__version__, config=str(config_path), device=cfg.device.id)
     service = Service(config_path, cfg)
     service.install_signals()
