@@ -13,7 +13,7 @@ import os
 import resource
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,11 @@ class Samples:
     e2e: list[float]
     segment: list[float]
     detections: list[Detections]
+    stages: dict[str, list[float]] = field(default_factory=dict)  # where e2e goes, per frame
+
+    def add_stages(self, timings: dict[str, float]) -> None:
+        for k, v in timings.items():
+            self.stages.setdefault(k, []).append(v)
 
 
 def run_ours(
@@ -73,11 +78,21 @@ def run_ours(
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         if image is None:
             continue
+        t_decoded = time.perf_counter()
         det = detector.detect(image, i)
+        t_detected = time.perf_counter()
         verdict = decide(det, decision)
         t1 = time.perf_counter()
         s.e2e.append((t1 - t0) * 1e3)
         s.model.append(det.timings_ms["model_ms"])
+        s.add_stages(
+            {
+                "image_decode_ms": (t_decoded - t0) * 1e3,
+                "preprocess_ms": det.timings_ms["preprocess_ms"],
+                "postprocess_ms": det.timings_ms["postprocess_ms"],
+                "decision_ms": (t1 - t_detected) * 1e3,
+            }
+        )
         if i < len(frames):
             s.detections.append(det)
         if segmenter is not None and verdict.item is not None and len(s.segment) < max_segments:
@@ -247,6 +262,7 @@ def summarize(backend: dict[str, Any], ours: Samples, iterations: int) -> dict[s
         "model_ms_p95": percentile(ours.model, 95),
         "e2e_ms_p50": percentile(ours.e2e, 50),
         "e2e_ms_p95": percentile(ours.e2e, 95),
+        "stages_ms_p50": {k: percentile(v, 50) for k, v in ours.stages.items()},
         "e2e_over_model": (percentile(ours.e2e, 50) or 0) / (percentile(ours.model, 50) or 1),
         "segment_ms_p50": percentile(ours.segment, 50),
         "full_item_ms_p50": (percentile(ours.e2e, 50) or 0) + percentile(ours.segment, 50)
@@ -266,6 +282,13 @@ def format_table(report: dict[str, Any]) -> str:
         ("model ms p50 / p95", _pair(report, "model_ms")),
         ("e2e ms p50 / p95 (decode->decision)", _pair(report, "e2e_ms")),
         ("e2e / model", _fmt(report.get("e2e_over_model"), "{:.2f}x")),
+        (
+            "  p50 ms: decode / pre / post / decision",
+            " / ".join(
+                _fmt(report.get("stages_ms_p50", {}).get(k), "{:.2f}")
+                for k in ("image_decode_ms", "preprocess_ms", "postprocess_ms", "decision_ms")
+            ),
+        ),
         ("segment ms p50 (SAM2 encode+decode)", _fmt(report.get("segment_ms_p50"))),
         ("full item ms p50", _fmt(report.get("full_item_ms_p50"))),
         ("fps (sequential)", _fmt(report.get("fps"))),
