@@ -55,7 +55,8 @@ def stage_train(work: Path, data_yaml: Path, config: TrainConfig, force: bool) -
     wanted = json.dumps(config.to_json(), sort_keys=True)
     if force or not best.is_file() or not done.is_file() or done.read_text(encoding="utf-8") != wanted:
         _log(
-            f"training {config.arch} for {config.epochs}+{config.finetune_epochs} epochs at {config.imgsz} px"
+            f"training {config.arch}: {config.epochs} epochs + {config.finetune_rounds} x "
+            f"{config.finetune_epochs} fine-tuning epochs at {config.imgsz} px"
         )
         t0 = time.perf_counter()
         train(data_yaml, work, config, reuse=not force)
@@ -123,10 +124,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="folder for the ONNX files and manifest.json")
     parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     parser.add_argument("--finetune-epochs", type=int, default=TrainConfig.finetune_epochs)
+    parser.add_argument("--finetune-rounds", type=int, default=TrainConfig.finetune_rounds)
     parser.add_argument("--until", choices=("data", "train", "all"), default="all")
     parser.add_argument("--force", action="store_true", help="redo every stage")
     args = parser.parse_args(argv)
-    config = TrainConfig(epochs=args.epochs, finetune_epochs=args.finetune_epochs, seed=args.seed)
+    config = TrainConfig(
+        epochs=args.epochs,
+        finetune_epochs=args.finetune_epochs,
+        finetune_rounds=args.finetune_rounds,
+        seed=args.seed,
+    )
     return build(args.work, args.out, args.seed, config, args.force, args.until)
 
 

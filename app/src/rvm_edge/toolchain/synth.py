@@ -422,13 +422,18 @@ def _place(rng: Rng, fw: int, fh: int, alpha: np.ndarray, allow_cut: bool) -> tu
     return None
 
 
-def render(seed: int, index: int, size: tuple[int, int] = FRAME_SIZE) -> Sample:
-    """Frame ``index`` of the stream defined by ``seed``: the same pair always gives the same frame."""
+def render(seed: int, index: int, size: tuple[int, int] = FRAME_SIZE, objects: int | None = None) -> Sample:
+    """Frame ``index`` of the stream defined by ``seed``: the same pair always gives the same frame.
+
+    ``objects`` overrides how many objects are drawn (0: the empty chamber of that frame, same
+    background and light); the default draws 0 to 3 as the data sets do.
+    """
     rng = np.random.default_rng([seed, index])
     fw, fh = size
     frame = _background(fw, fh, rng)
     owner = np.full((fh, fw), -1, np.int16)
-    count = int(rng.choice([0, 1, 2, 3], p=[0.05, 0.65, 0.25, 0.05]))
+    drawn = int(rng.choice([0, 1, 2, 3], p=[0.05, 0.65, 0.25, 0.05]))
+    count = drawn if objects is None else objects
     placed: dict[int, int] = {}  # owner id -> class
     shadow = rng.random() < 0.7
     for k in range(count):

@@ -31,6 +31,8 @@ class TrainConfig:
     finetune_epochs: int = 24
     #: smaller batches in the second run: twice the weight updates per epoch for the same compute
     finetune_batch: int = 8
+    #: how many such fine-tuning runs follow one another (each starts from the previous best)
+    finetune_rounds: int = 2
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -44,6 +46,7 @@ class TrainConfig:
             "device": "cpu",
             "finetune_epochs": self.finetune_epochs,
             "finetune_batch": self.finetune_batch,
+            "finetune_rounds": self.finetune_rounds if self.finetune_epochs else 0,
         }
 
 
@@ -98,10 +101,11 @@ def train(data_yaml: Path, work_dir: Path, config: TrainConfig, reuse: bool = Tr
     best = _finished(work_dir, "train", config.epochs) if reuse else None
     if best is None:
         best = _run(config.arch, data_yaml, work_dir, "train", config.epochs, config.batch, config)
-    if config.finetune_epochs:
-        tuned = _finished(work_dir, "finetune", config.finetune_epochs) if reuse else None
+    for round_ in range(1, config.finetune_rounds + 1 if config.finetune_epochs else 1):
+        name = "finetune" if round_ == 1 else f"finetune{round_}"
+        tuned = _finished(work_dir, name, config.finetune_epochs) if reuse else None
         best = tuned or _run(
-            str(best), data_yaml, work_dir, "finetune", config.finetune_epochs, config.finetune_batch, config
+            str(best), data_yaml, work_dir, name, config.finetune_epochs, config.finetune_batch, config
         )
     out = work_dir / "best.pt"
     shutil.copyfile(best, out)
