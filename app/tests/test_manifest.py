@@ -92,3 +92,17 @@ def test_model_whose_shape_or_classes_disagree_is_reported(tmp_path: Path) -> No
         "graph input shape [1, 3, 64, 64] disagrees with the manifest's input_shape [1, 3, 320, 320]"
         in problem
     )
+
+
+def test_first_listed_variant_is_the_default_and_others_go_by_name(tmp_path: Path) -> None:
+    model = fixed_detector(tmp_path / "m.onnx", yolo_output(SIZE, 3, 8, []), SIZE, LAB_CLASSES)
+    path = write_detector_manifest(tmp_path, model, LAB_CLASSES, SIZE)
+    data = json.loads(path.read_text())
+    data["models"].append(dict(data["models"][0], name="fixed-int8", precision="int8"))
+    path.write_text(json.dumps(data))
+    m = load_manifest(path)
+    assert m.by_role("detector").name == "fixed" and m.by_name("fixed-int8").precision == "int8"
+    with pytest.raises(ManifestError, match=r"no model with role 'sam2_encoder' \(roles: \['detector'\]\)"):
+        m.by_role("sam2_encoder")
+    with pytest.raises(ManifestError, match=r"no model named 'fixed-fp16' \(models: fixed, fixed-int8\)"):
+        m.by_name("fixed-fp16")

@@ -76,13 +76,13 @@ class Manifest:
         return self.root / entry.file
 
     def by_role(self, role: str) -> ModelEntry:
-        """The single entry with ``role``; an error names the manifest when there is none or several."""
-        found = [m for m in self.models if m.role == role]
-        if len(found) != 1:
-            raise ManifestError(
-                f"{self.path}: expected exactly one model with role {role!r}, found {len(found)}"
-            )
-        return found[0]
+        """The model to run for ``role``: the first listed (a manifest lists its preferred variant
+        first, e.g. FP32 before INT8); others are chosen by name. Error naming the manifest if none."""
+        for m in self.models:
+            if m.role == role:
+                return m
+        roles = sorted({m.role for m in self.models})
+        raise ManifestError(f"{self.path}: no model with role {role!r} (roles: {roles})")
 
     def by_name(self, name: str) -> ModelEntry:
         for m in self.models:
