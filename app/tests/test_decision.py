@@ -33,6 +33,13 @@ def test_two_items_in_view() -> None:
     assert d.reason == "2 items in view (bottle, can): insert one item at a time"
 
 
+def test_one_object_seen_as_two_classes_is_one_item() -> None:
+    # per-class NMS keeps both labels for the same can; the technician sees one item, not two
+    d = decide(dets(("can", 0.82, (200, 100, 300, 400)), ("bottle", 0.31, (202, 101, 301, 398))), CFG)
+    assert d.verdict is Verdict.ACCEPTED and d.material == "metal"
+    assert d.reason == "metal can, 82% confidence"
+
+
 def test_class_mapped_to_reject() -> None:
     d = decide(dets(("other", 0.95, (200, 100, 300, 400))), CFG)
     assert d.verdict is Verdict.REJECTED and "'other' is not an accepted container" in d.reason

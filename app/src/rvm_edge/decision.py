@@ -24,6 +24,9 @@ class DecisionConfig:
     min_confidence: float = 0.5
     class_min_confidence: Mapping[str, float] = field(default_factory=dict)
     presence_threshold: float = 0.25  # anything above this counts as "something in view"
+    # NMS is per class (as in ultralytics), so one object can come back as "bottle" and "can" with the
+    # same box: boxes overlapping this much are one item, named by its most confident class
+    same_item_iou: float = 0.6
     edge_margin_px: int = 2  # a box this close to the frame edge is cut by it
     min_area_fraction: float = 0.005
     max_area_fraction: float = 0.9
@@ -74,10 +77,29 @@ def _edge_cut(d: Detection, h: int, w: int, margin: int) -> str | None:
     return " and ".join(cut) if cut else None
 
 
+def _iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def distinct_items(items: list[Detection], same_item_iou: float) -> list[Detection]:
+    """One detection per physical object: the most confident of each group of heavily overlapping boxes."""
+    kept: list[Detection] = []
+    for d in sorted(items, key=lambda d: -d.confidence):
+        if all(_iou(d.box, k.box) < same_item_iou for k in kept):
+            kept.append(d)
+    return kept
+
+
 def decide(detections: Detections, config: DecisionConfig) -> Decision:
     """The verdict for one frame; the first rule that fails gives the reason."""
     h, w = detections.image_size
-    present = [d for d in detections.items if d.confidence >= config.presence_threshold]
+    present = distinct_items(
+        [d for d in detections.items if d.confidence >= config.presence_threshold], config.same_item_iou
+    )
     if not present:
         return Decision(Verdict.REJECTED, "no item recognised in view")
     if len(present) > 1:
