@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import LAB, Project, make_wheel
+from release_helpers import LAB, Project, make_wheel
 from rvm_bundle.build import load_format
 
 Cli = Callable[[list[str]], tuple[int, str, str]]
