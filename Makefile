@@ -67,8 +67,8 @@ $(SIM_VENV)/.installed: lab/platform_sim/requirements.txt lab/platform_sim/requi
 sim-test: $(SIM_VENV)/.installed ## the MyRVM platform simulator's tests (real HTTP on loopback)
 	$(SIM_VENV)/bin/python -m pytest -q lab/platform_sim/tests
 
-app-test: ## the rvm-edge app: runtime tests (3.11 and 3.10), ultralytics-match and SAM2 tests, toolchain tests
-	$(MAKE) -C app test test-py310 test-toolchain
+app-test: ## the rvm-edge app: runtime and service tests (3.11 and 3.10), ultralytics-match and SAM2, toolchain
+	$(MAKE) -C app test test-service test-py310 test-service-py310 test-toolchain
 
 fleet-test: deps ## the lab fleet end to end: up, converge, converge again (changed=0), check mode, down
 	pytest -q -s tests/fleet
