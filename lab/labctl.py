@@ -184,7 +184,13 @@ def container_state(name: str) -> dict[str, str] | None:
         return None
     info = json.loads(proc.stdout)[0]
     labels = info.get("Config", {}).get("Labels") or {}
+    keys = [
+        m.get("Source", "")
+        for m in info.get("Mounts") or []
+        if m.get("Destination") == "/root/.ssh/authorized_keys"
+    ]
     return {
+        "key": keys[0] if keys else "",
         "status": info["State"]["Status"],
         "recipe": labels.get(RECIPE_LABEL, ""),
         "managed": labels.get(LABEL, ""),
