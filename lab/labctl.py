@@ -266,6 +266,11 @@ def cmd_up(_: argparse.Namespace) -> None:
             raise LabError(
                 f"a container named {host.name} exists but was not made by the lab; remove or rename it"
             )
+        elif state["key"] != f"{SSH_KEY}.pub":
+            raise LabError(
+                f"{host.name} belongs to the lab of another checkout (its key is {state['key'] or 'missing'}): "
+                "run `make lab-down` there first"
+            )
         elif state["status"] != "running":
             run(["podman", "start", host.name])
             action = "started"
