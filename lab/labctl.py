@@ -110,7 +110,7 @@ def image_exists(ref: str) -> bool:
     return run(["podman", "image", "exists", ref], check=False).returncode == 0
 
 
-def build_image(total: int = 3) -> str:
+def build_image(total: int = 2) -> str:
     """Build the systemd Debian image with mmdebstrap unless this recipe's image already exists."""
     ref = image_ref()
     if image_exists(ref):
