@@ -238,12 +238,17 @@ def create_container(host: LabHost, ref: str) -> None:
     )  # fmt: skip
 
 
+def systemd_state(name: str) -> str:
+    """What systemd inside the container says of itself (running, degraded, starting, ...)."""
+    proc = run(["podman", "exec", name, "systemctl", "is-system-running"], check=False)
+    return proc.stdout.strip() or "unknown"
+
+
 def wait_booted(name: str, deadline: float) -> str:
     """Poll systemd inside the container until boot has finished (or the deadline passes)."""
     state = "unknown"
     while time.monotonic() < deadline:
-        proc = run(["podman", "exec", name, "systemctl", "is-system-running"], check=False)
-        state = proc.stdout.strip() or "unknown"
+        state = systemd_state(name)
         if state in ("running", "degraded"):
             return state
         time.sleep(0.5)
@@ -330,9 +335,7 @@ def cmd_status(_: argparse.Namespace) -> None:
         state = container_state(host.name)
         systemd, address, image = "-", "-", "-"
         if state and state["status"] == "running":
-            systemd = run(
-                ["podman", "exec", host.name, "systemctl", "is-system-running"], check=False
-            ).stdout.strip()
+            systemd = systemd_state(host.name)
             address = run(
                 [
                     "podman",
