@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
 import pytest
 
 from rvm_edge.cli import main
-from rvm_edge.service.store import DB_NAME, LATEST, Store, StoreError, check, connect, migrate, schema_version
+from rvm_edge.service.store import (
+    DB_NAME,
+    LATEST,
+    Store,
+    StoreError,
+    check,
+    connect,
+    database_schema,
+    migrate,
+    schema_version,
+)
 
 
 def fill(store: Store, n: int, image_size: int = 1000) -> None:
@@ -89,3 +100,29 @@ def test_backup_restore_roundtrip_and_refusals(tmp_path: Path, capsys: pytest.Ca
     assert main(["db", "restore", "--config", str(config), str(corrupt)]) == 1
     assert "refusing to restore" in capsys.readouterr().err
     assert main(["db", "check", "--config", str(config)]) == 0
+
+
+def test_db_version_reports_both_schemas_without_migrating(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "data"
+    config = tmp_path / "config.yml"
+    config.write_text(
+        f"profile: dev\ndevice: {{id: d}}\nmodels: {{manifest: /m.json}}\nstorage: {{data_dir: {data}}}\n"
+    )
+    assert main(["db", "version", "--config", str(config)]) == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "supported": LATEST,
+        "database": None,
+        "path": str(data / DB_NAME),
+    }
+    Store(data).close()
+    conn = connect(data / DB_NAME)
+    migrate(conn, 1)
+    conn.close()
+    assert main(["db", "version", "--config", str(config)]) == 0
+    assert json.loads(capsys.readouterr().out)["database"] == 1
+    assert database_schema(data / DB_NAME) == 1  # reading did not migrate it up
+    (data / DB_NAME).write_bytes(b"not a database" * 100)
+    assert main(["db", "version", "--config", str(config)]) == 1
+    assert "rvm-edge db check" in capsys.readouterr().err

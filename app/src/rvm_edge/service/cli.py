@@ -1,6 +1,6 @@
 """The service's subcommands, registered into ``rvm-edge``'s parser by :func:`register`.
 
-``run``, ``check-config``, ``outbox status|flush``, ``db backup|restore|check|migrate``. Every
+``run``, ``check-config``, ``outbox status|flush``, ``db backup|restore|check|version|migrate``. Every
 command that needs the data directory takes ``--config`` (default /etc/rvm-edge/config.yml)
 so operators never have to know where the database lives.
 """
@@ -231,6 +231,20 @@ def cmd_db_restore(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_db_version(args: argparse.Namespace) -> int:
+    """JSON for the deploy: the schema this release knows and the one the database is at."""
+    from rvm_edge.service.store import DB_NAME, LATEST, StoreError, database_schema
+
+    path = _config_or_exit(args.config).storage.data_dir / DB_NAME
+    try:
+        current = database_schema(path)
+    except StoreError as exc:
+        print(f"rvm-edge: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({"supported": LATEST, "database": current, "path": str(path)}))
+    return 0
+
+
 def cmd_db_migrate(args: argparse.Namespace) -> int:
     from rvm_edge.service.store import DB_NAME, StoreError, connect, migrate, schema_version
 
@@ -307,6 +321,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     config_arg(s)
     s.add_argument("--file", type=Path, default=None, help="check this database file instead")
     s.set_defaults(func=cmd_db_check)
+    s = dsub.add_parser(
+        "version", help="JSON: the schema version this release knows and the database's (read-only)"
+    )
+    config_arg(s)
+    s.set_defaults(func=cmd_db_version)
     s = dsub.add_parser("migrate", help="move the schema up or down (before a rollback to an older release)")
     config_arg(s)
     s.add_argument("--to", type=int, default=LATEST, help=f"target schema version (default {LATEST})")

@@ -445,6 +445,28 @@ def check(path: Path) -> list[str]:
     return problems
 
 
+def database_schema(path: Path) -> int | None:
+    """The schema version of a database file, read without changing it; None when there is none yet.
+
+    Why read-only: the deploy asks this of the *new* release before it switches, while the old
+    release still runs on the same file; opening it the normal way would migrate it.
+    """
+    if not path.is_file():
+        return None
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        found = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+        ).fetchone()
+        if found is None:
+            return 0
+        return int(conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0] or 0)
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path}: {exc}; check it with `rvm-edge db check`") from None
+    finally:
+        conn.close()
+
+
 def backup(path: Path, dest: Path) -> None:
     """A consistent copy while the service runs (SQLite's online backup API), written atomically."""
     tmp = dest.with_name(dest.name + ".tmp")
