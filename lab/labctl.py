@@ -28,6 +28,11 @@ ROOT = Path(__file__).resolve().parent.parent
 IMAGE_DIR = ROOT / "lab" / "image"
 INVENTORY = ROOT / "inventories" / "lab"
 SSH_KEY = ROOT / ".lab" / "ssh" / "id_ed25519"
+# The lab's secrets live in an Ansible Vault file like a real fleet's; its password file is under
+# .lab/ (git-ignored) and ansible.cfg's vault_identity_list reads it through lab/vault-pass-client.
+VAULT_PASS = ROOT / ".lab" / "vault-pass"
+VAULT_FILE = INVENTORY / "group_vars" / "all" / "vault.yml"
+VAULT_KEYS = ("vault_lab_secret", "vault_lab_sim_admin_token")
 IMAGE_REPO = "localhost/rvm-lab"
 NETWORK = "rvm-lab"
 LABEL = "io.rvm-fleet.lab"
@@ -205,6 +210,45 @@ def ensure_ssh_key() -> None:
     run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "rvm-fleet lab", "-f", str(SSH_KEY)])
 
 
+def ensure_vault() -> bool:
+    """Random lab secrets, encrypted with ansible-vault (made once; both files are git-ignored).
+
+    Per-device API keys and HTTP tokens are derived from vault_lab_secret in the inventory, so
+    changing the number of devices needs no new secret. The plaintext only passes through a pipe.
+    """
+    if VAULT_PASS.exists() and VAULT_FILE.exists():
+        return False
+    import secrets
+
+    if not VAULT_PASS.exists():
+        VAULT_PASS.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(VAULT_PASS, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(32) + "\n")
+    plain = "".join(f"{key}: {secrets.token_hex(24)}\n" for key in VAULT_KEYS)
+    VAULT_FILE.parent.mkdir(parents=True, exist_ok=True)
+    vault = shutil.which("ansible-vault") or str(Path(sys.executable).with_name("ansible-vault"))
+    proc = subprocess.run(
+        [
+            vault,
+            "encrypt",
+            "--vault-id",
+            f"lab@{VAULT_PASS}",
+            "--encrypt-vault-id",
+            "lab",
+            "--output",
+            str(VAULT_FILE),
+        ],
+        input=plain,
+        text=True,
+        capture_output=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise LabError(f"ansible-vault encrypt {VAULT_FILE} failed: {proc.stderr.strip()}")
+    return True
+
+
 def ensure_network() -> bool:
     if run(["podman", "network", "exists", NETWORK], check=False).returncode == 0:
         return False
@@ -260,6 +304,7 @@ def cmd_up(_: argparse.Namespace) -> None:
     hosts = inventory_hosts()
     ref = build_image()
     ensure_ssh_key()
+    ensure_vault()
     ensure_network()
     changed: list[str] = []
     for index, host in enumerate(hosts, start=1):
