@@ -62,6 +62,7 @@ class CallbackModule(CallbackBase):
         super().__init__()
         self.batches: list[Batch] = []
         self.reports: dict[str, dict[str, Any]] = {}
+        self.deploy_plays: set[str] = set()  # plays in which some host reported (site.yml has others)
 
     # -- events ------------------------------------------------------------------------------------
     def v2_playbook_on_play_start(self, play: Any) -> None:
@@ -82,6 +83,7 @@ class CallbackModule(CallbackBase):
         report = (result._result.get("ansible_facts") or {}).get(REPORT_FACT)
         if isinstance(report, dict):
             self.reports[host] = dict(report)
+            self.deploy_plays.add(batch.play)
 
     def v2_runner_on_ok(self, result: Any) -> None:
         self._seen(result)
@@ -100,7 +102,8 @@ class CallbackModule(CallbackBase):
             self.batches[-1].ended = time.time()
         if not self.reports:
             return  # not a deploy or rollback run: nothing to summarise
-        batches = [b.to_json(i + 1) for i, b in enumerate(self.batches) if b.hosts]
+        ours = [b for b in self.batches if b.hosts and b.play in self.deploy_plays]
+        batches = [b.to_json(i + 1) for i, b in enumerate(ours)]
         hosts = [{"host": h, **r} for h, r in sorted(self.reports.items())]
         missing = sorted({h for b in batches for h in b["hosts"]} - set(self.reports))
         self._display.banner("RVM-EDGE DEPLOY SUMMARY")
