@@ -25,7 +25,7 @@ $(VENV)/.installed: requirements/control.txt
 	@$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements/control.txt
 	@touch $@
 
-lab: deps lab-up converge ## everything: install, build the lab image, start the fleet, run site.yml
+lab: deps lab-up converge ## everything: install, build the lab image and the release bundle, start the fleet, run site.yml
 	@echo
 	@echo "Lab fleet converged. Next: 'make lab-status', 'lab/labctl.py shell rvm-lab-01',"
 	@echo "'ansible-playbook site.yml' again (changes nothing), 'make lab-down' to remove it."
@@ -42,7 +42,7 @@ lab-status: ## one line per lab host
 lab-image: deps ## build the lab image if its recipe changed
 	@$(VENV)/bin/python lab/labctl.py image
 
-converge: ## ansible-playbook site.yml against the lab
+converge: release ## build the release bundle, then ansible-playbook site.yml against the lab
 	ansible-playbook site.yml
 
 test: deps lint unit sim-test app-test molecule fleet-test ## every check CI runs (see the README for what each covers)
@@ -70,7 +70,7 @@ sim-test: $(SIM_VENV)/.installed ## the MyRVM platform simulator's tests (real H
 app-test: ## the rvm-edge app: runtime and service tests (3.11 and 3.10), ultralytics-match and SAM2, toolchain
 	$(MAKE) -C app test test-service test-py310 test-service-py310 test-toolchain
 
-fleet-test: deps ## the lab fleet end to end: up, converge, converge again (changed=0), check mode, down
+fleet-test: deps release ## the lab fleet end to end: up, converge (rvm-edge on every device), again (changed=0), check mode, down
 	pytest -q -s tests/fleet
 
 molecule: ## molecule test for every scenario (roles/*/molecule/* and molecule/*)
