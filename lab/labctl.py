@@ -162,7 +162,7 @@ def build_image(total: int = 2) -> str:
 
 def inventory_hosts() -> list[LabHost]:
     """Hosts of inventories/lab with their groups, through ansible-inventory (ranges expanded)."""
-    exe = shutil.which("ansible-inventory")
+    exe = ansible_tool("ansible-inventory")
     if exe is None:
         raise LabError(
             "ansible-inventory not found: run `make deps` (it creates .venv) and use the make targets"
@@ -210,6 +210,12 @@ def ensure_ssh_key() -> None:
     run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "rvm-fleet lab", "-f", str(SSH_KEY)])
 
 
+def ansible_tool(name: str) -> str | None:
+    """An Ansible command from PATH, else beside this Python (labctl run as .venv/bin/python)."""
+    beside = Path(sys.executable).with_name(name)
+    return shutil.which(name) or (str(beside) if beside.is_file() else None)
+
+
 def ensure_vault() -> bool:
     """Random lab secrets, encrypted with ansible-vault (made once; both files are git-ignored).
 
@@ -227,7 +233,9 @@ def ensure_vault() -> bool:
             fh.write(secrets.token_urlsafe(32) + "\n")
     plain = "".join(f"{key}: {secrets.token_hex(24)}\n" for key in VAULT_KEYS)
     VAULT_FILE.parent.mkdir(parents=True, exist_ok=True)
-    vault = shutil.which("ansible-vault") or str(Path(sys.executable).with_name("ansible-vault"))
+    vault = ansible_tool("ansible-vault")
+    if vault is None:
+        raise LabError("ansible-vault not found: run `make deps` (it creates .venv) and use the make targets")
     proc = subprocess.run(
         [
             vault,
