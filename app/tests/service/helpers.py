@@ -13,12 +13,17 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import onnx
 import requests
 import yaml
+from onnx import TensorProto, helper, numpy_helper
+
+from rvm_edge.manifest import load_manifest, sha256_file, write_manifest
 
 API_KEY = "rvm_" + "K" * 12 + "secretkeyvalue00abcd"  # rvm_ + 32 characters, easy to grep for
 DASH_TOKEN = "dash-token-0123456789abcdef"
@@ -34,6 +39,66 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: 
             return last
         threading.Event().wait(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def slow_down_detector(manifest_path: Path, iterations: int, dim: int = 256) -> Path:
+    """Make the manifest's detector slow to run, like a big model on a small CPU: every inference
+    also runs ``iterations`` (dim x dim) matrix products whose result is multiplied by 0, so the
+    detections stay those of the original model. The service's warm-up then takes as long as that
+    work does (the products feed from the input image, so nothing is folded at load time).
+    The manifest's sha256 is rewritten to the new file."""
+    manifest = load_manifest(manifest_path)
+    entry = manifest.by_role("detector")
+    path = manifest.file_path(entry)
+    model = onnx.load(str(path))
+    graph = model.graph
+    output = graph.output[0].name
+    for node in graph.node:
+        for i, name in enumerate(node.output):
+            if name == output:
+                node.output[i] = "unslowed_output"
+    f = TensorProto.FLOAT
+    body = helper.make_graph(
+        [
+            helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+            helper.make_node("MatMul", ["acc_in", "work_w"], ["product"]),
+            helper.make_node("Tanh", ["product"], ["acc_out"]),  # bounded: no inf/NaN after many steps
+        ],
+        "work_step",
+        [
+            helper.make_tensor_value_info("step", TensorProto.INT64, []),
+            helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("acc_in", f, [dim, dim]),
+        ],
+        [
+            helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("acc_out", f, [dim, dim]),
+        ],
+    )
+    weights = np.random.default_rng(0).standard_normal((dim, dim)) / dim**0.5
+    graph.initializer.extend(
+        [
+            numpy_helper.from_array(np.array(iterations, np.int64), "work_trips"),
+            numpy_helper.from_array(np.array(True), "work_cond"),
+            numpy_helper.from_array(weights.astype(np.float32), "work_w"),
+            numpy_helper.from_array(np.array(0.0, np.float32), "work_zero"),
+        ]
+    )
+    graph.node.extend(
+        [
+            helper.make_node("ReduceMean", [graph.input[0].name], ["work_seed"], keepdims=0),
+            helper.make_node("Add", ["work_w", "work_seed"], ["work_init"]),
+            helper.make_node("Loop", ["work_trips", "work_cond", "work_init"], ["work_done"], body=body),
+            helper.make_node("ReduceMean", ["work_done"], ["work_mean"], keepdims=0),
+            helper.make_node("Mul", ["work_mean", "work_zero"], ["work_nothing"]),
+            helper.make_node("Add", ["unslowed_output", "work_nothing"], [output]),
+        ]
+    )
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    entries = tuple(replace(e, sha256=sha256_file(path)) if e is entry else e for e in manifest.models)
+    write_manifest(manifest_path, replace(manifest, models=entries))
+    return manifest_path
 
 
 def write_config(

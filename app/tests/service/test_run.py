@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from service.helpers import API_KEY, DASH_TOKEN, deposit_ids, local_ids, start_service, wait_for, write_config
+from service.helpers import (
+    API_KEY,
+    DASH_TOKEN,
+    deposit_ids,
+    local_ids,
+    slow_down_detector,
+    start_service,
+    wait_for,
+    write_config,
+)
+
+STOP_WITHIN_S = 15.0  # the service's stop budget; the role's TimeoutStopSec is 20 s
 
 
 def test_ready_serves_health_and_delivers_then_stops_cleanly(
@@ -301,3 +314,43 @@ def test_dev_profile_runs_offline_and_keeps_everything(
     assert svc.wait_notify("frames; outbox", 15)  # STATUS= for systemctl status
     svc.signal(signal.SIGTERM)
     assert svc.wait(20) == 0
+
+
+def test_sigterm_while_the_models_warm_up_stops_cleanly_and_never_reports_ready(
+    tmp_path: Path, one_bottle_model: Path, frames_dir: Path, services: list
+) -> None:
+    """systemd sends SIGTERM whenever it stops the unit, also while the models load (SAM2's encoder
+    takes seconds to warm up on a CPU, an OpenVINO compile minutes): the service must exit 0 well
+    within TimeoutStopSec (20 s) instead of finishing the warm-up first and being SIGKILLed."""
+    # minutes of warm-up on any CPU: only an interrupted load can stop in time
+    slow_down_detector(one_bottle_model, iterations=500_000)
+    config = write_config(
+        tmp_path,
+        one_bottle_model,
+        None,
+        frames_dir,
+        profile="dev",
+        models={"manifest": str(one_bottle_model), "threads": 1, "segmentation": {"enabled": False}},
+    )
+    svc = start_service(tmp_path, config)
+    services.append(svc)
+    svc.wait_notify("STATUS=warming up models", 60)
+    assert svc.get("/healthz").status_code == 200 and svc.get("/readyz").status_code == 503
+    svc.signal(signal.SIGTERM)
+    t0 = time.monotonic()
+    assert svc.wait(STOP_WITHIN_S) == 0
+    assert time.monotonic() - t0 < STOP_WITHIN_S
+    stopped = svc.wait_event(lambda e: e.get("event") == "stopped", 5)
+    assert stopped["drain_s"] < STOP_WITHIN_S
+    output = "".join(svc.lines)
+    assert "Traceback" not in output and '"level": "ERROR"' not in output, output
+    svc.wait_notify("STOPPING=1", 1)
+    assert not any("READY=1" in n for n in svc.notifications)
+    audit = [yaml.safe_load(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
+    assert audit[-1]["action"] == "stop" and audit[-1]["exit_code"] == 0
+    # the data directory's lock went with the process: the restart that follows can take it
+    fd = os.open(tmp_path / "data" / "rvm-edge.lock", os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        os.close(fd)

@@ -1,7 +1,9 @@
 # ruff: noqa: E501  (an HTML page: its lines are the page's, not Python's)
 """The live dashboard: one self-contained page (inline CSS and JS, no CDN: devices may be offline).
 
-It polls ``/api/status`` every 2 s and reloads ``/api/frame.jpg`` (the last frame with its boxes).
+It polls ``/api/status`` every 2 s and reloads ``/api/frame.jpg`` (the last frame with its boxes
+and, when SAM2 segmented its item, the mask). The frame is drawn when the page asks for it, on
+the HTTP thread, never on the pipeline's.
 """
 
 from __future__ import annotations
@@ -11,11 +13,48 @@ from typing import Any
 import cv2
 import numpy as np
 
+from rvm_edge.messages import MaskGeometry
 
-def annotate(image: np.ndarray, result: Any, mask: tuple[int, Any] | None) -> bytes | None:
+MASK_BGR = (30, 160, 230)  # orange: apart from the boxes' green and red
+MASK_ALPHA = 0.45  # the item stays visible under its mask
+
+
+def draw_mask(img: np.ndarray, mask: np.ndarray) -> None:
+    """A translucent fill and the outline of ``mask`` (boolean, or 0/255 as in the mask PNGs) on
+    ``img`` in place; a mask of another size (not SAM2's: it returns the frame's) is scaled to it."""
+    m = mask.astype(np.uint8, copy=False)
+    h, w = img.shape[:2]
+    if m.shape != (h, w):
+        m = cv2.resize(m, (w, h), interpolation=cv2.INTER_NEAREST)
+    x, y, bw, bh = cv2.boundingRect(m)  # blend the item's region only, not the whole frame
+    if bw == 0 or bh == 0:
+        return
+    roi = img[y : y + bh, x : x + bw]
+    inside = m[y : y + bh, x : x + bw] > 0
+    roi[inside] = (roi[inside] * (1 - MASK_ALPHA) + np.array(MASK_BGR) * MASK_ALPHA).astype(np.uint8)
+    contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    cv2.drawContours(img, contours, -1, MASK_BGR, 2)
+
+
+def draw_axis(img: np.ndarray, g: MaskGeometry) -> None:
+    """The mask's centroid and major axis, when only its geometry is known."""
+    cx, cy = g.centroid
+    half = 0.5 * (g.area_px**0.5)
+    dx, dy = half * np.cos(np.radians(g.orientation_deg)), half * np.sin(np.radians(g.orientation_deg))
+    cv2.circle(img, (int(cx), int(cy)), 4, MASK_BGR, -1)
+    cv2.line(img, (int(cx - dx), int(cy - dy)), (int(cx + dx), int(cy + dy)), MASK_BGR, 2)
+
+
+def annotate(
+    image: np.ndarray, result: Any, mask: tuple[int, np.ndarray | MaskGeometry] | None
+) -> bytes | None:
     """The frame as JPEG with its boxes (green: the accepted item, red: the rest) and, when SAM2
-    segmented it, the mask's centroid and major axis."""
+    segmented it, the mask: filled and outlined from its pixels, or only its centroid and major
+    axis from its geometry. A mask of another frame is not drawn: it would not fit this one."""
     img = image.copy()
+    own = mask is not None and mask[0] == result.frame_index
+    if own and isinstance(mask[1], np.ndarray):  # under the boxes, so they stay readable
+        draw_mask(img, mask[1])
     for d in result.detections.items:
         x1, y1, x2, y2 = (int(v) for v in d.box)
         accepted = result.decision.item == d and result.decision.accepted
@@ -23,13 +62,8 @@ def annotate(image: np.ndarray, result: Any, mask: tuple[int, Any] | None) -> by
         cv2.rectangle(img, (x1, y1), (x2, y2), color, 2)
         label = f"{d.class_name} {d.confidence:.2f}"
         cv2.putText(img, label, (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, color, 1)
-    if mask is not None and mask[0] == result.frame_index:
-        g = mask[1]
-        cx, cy = g.centroid
-        half = 0.5 * (g.area_px**0.5)
-        dx, dy = half * np.cos(np.radians(g.orientation_deg)), half * np.sin(np.radians(g.orientation_deg))
-        cv2.circle(img, (int(cx), int(cy)), 4, (30, 160, 230), -1)
-        cv2.line(img, (int(cx - dx), int(cy - dy)), (int(cx + dx), int(cy + dy)), (30, 160, 230), 2)
+    if own and isinstance(mask[1], MaskGeometry):
+        draw_axis(img, mask[1])
     ok, buf = cv2.imencode(".jpg", img)
     return buf.tobytes() if ok else None
 
@@ -51,7 +85,7 @@ dl{display:grid;grid-template-columns:auto 1fr;gap:.2em 1em;margin:0;font-size:.
 <body>
 <header><strong>rvm-edge</strong><span id="device"></span><span id="ready"></span><span id="version"></span></header>
 <main>
-<section><h2>Last frame</h2><img id="frame" alt="last frame with boxes"></section>
+<section><h2>Last frame</h2><img id="frame" alt="last frame with boxes and mask"></section>
 <section><h2>Recent decisions</h2><table><thead><tr><th>time</th><th>decision</th><th>reason</th><th>ms</th></tr></thead><tbody id="decisions"></tbody></table></section>
 <section><h2>Latency (e2e ms, p50 / p95) and throughput (frames/s)</h2><canvas id="chart" width="600" height="140"></canvas></section>
 <section><h2>Outbox and platform link</h2><dl id="outbox"></dl></section>

@@ -3,7 +3,9 @@
 The pipeline hands sinks an :class:`ItemResult` at the decision and a :class:`Deposit` once the
 item is complete, without the pixels (frame buffers are reused). :class:`FrameTap` wraps the
 source and keeps a copy of each frame's image, keyed by frame index, for the few frames in
-flight, so the recorder can encode and store the image the platform needs.
+flight, so the recorder can encode and store the image the platform needs. :class:`MaskTap`
+wraps the segmenter the same way for the mask's pixels (a deposit carries only its geometry),
+which the dashboard draws over the frame.
 
 ``in_flight`` counts items between their decision and their durable commit: the deploy waits
 for it to reach 0 before restarting the service.
@@ -68,6 +70,39 @@ class FrameTap:
     def peek(self, index: int) -> np.ndarray | None:
         with self._lock:
             return self._images.get(index)
+
+
+class MaskTap:
+    """A segmenter wrapper that keeps the last mask it made, with its box, until the recorder takes it.
+
+    The pipeline turns a mask into geometry (and a PNG only when a mask folder is configured), so
+    the pixels are caught here: a reference to the array SAM2 returned (no copy, no encoding on
+    the segmentation thread). At most one mask waits here; the recorder keeps one more for the
+    dashboard.
+    """
+
+    def __init__(self, segmenter: Any) -> None:
+        self._segmenter = segmenter
+        self._lock = threading.Lock()
+        self._last: tuple[tuple[float, ...], np.ndarray] | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._segmenter, name)
+
+    def segment(
+        self, image: np.ndarray, boxes: list[tuple[float, float, float, float]]
+    ) -> tuple[list[tuple[np.ndarray, float]], dict[str, float]]:
+        masks, timings = self._segmenter.segment(image, boxes)
+        if masks:
+            with self._lock:
+                self._last = (tuple(boxes[-1]), masks[-1][0])
+        return masks, timings
+
+    def take(self, box: tuple[float, ...]) -> np.ndarray | None:
+        """The mask made for ``box`` (the accepted item's), or None when the last mask was another's."""
+        with self._lock:
+            last, self._last = self._last, None
+        return last[1] if last is not None and last[0] == tuple(box) else None
 
 
 @dataclass(frozen=True)
@@ -138,6 +173,7 @@ class Recorder:
         weight_kg: dict[str, float] | None = None,
         record_empty: bool = False,
         observe: Callable[[ItemResult | None, Deposit | None, dict[str, float]], None] | None = None,
+        masks: MaskTap | None = None,
     ) -> None:
         self.store, self.tap, self.hardware_id, self.model = store, tap, hardware_id, model
         self.max_image_bytes = max_image_bytes
@@ -147,6 +183,7 @@ class Recorder:
         self.record_empty = record_empty
         self.accepting = True  # False in the platform's maintenance mode: nothing is recorded
         self._observe = observe or (lambda r, d, t: None)
+        self.masks = masks
         self._lock = threading.Lock()
         self._in_flight: set[int] = set()
         self.recorded = 0
@@ -156,7 +193,9 @@ class Recorder:
         self.record_ms: deque[float] = deque(maxlen=2000)
         self.recent: deque[dict[str, Any]] = deque(maxlen=30)
         self.last_frame: tuple[np.ndarray, ItemResult] | None = None
-        self.last_mask: tuple[int, MaskGeometry] | None = None  # (frame index, geometry) for the dashboard
+        # for the dashboard: (frame index, the mask's pixels, or its geometry when they were not
+        # caught); only the most recent segmented item's, replaced, never accumulated
+        self.last_mask: tuple[int, np.ndarray | MaskGeometry] | None = None
 
     @property
     def in_flight(self) -> int:
@@ -179,7 +218,7 @@ class Recorder:
         r = deposit.result
         image = self.tap.take(r.frame_index)
         if deposit.segmentation is not None:
-            self.last_mask = (r.frame_index, deposit.segmentation.geometry)
+            self._keep_mask(r, deposit.segmentation.geometry, image)
         try:
             if not self._wanted(r):
                 self.skipped += 1
@@ -192,6 +231,16 @@ class Recorder:
         finally:
             with self._lock:
                 self._in_flight.discard(r.frame_index)
+
+    def _keep_mask(self, result: ItemResult, geometry: MaskGeometry, image: np.ndarray | None) -> None:
+        """Keep the item's mask for the dashboard and show its frame there: the mask arrives after
+        newer frames were decided (SAM2 is the slow stage), and it is only drawn on its own frame.
+        Costs two reference assignments here; the drawing happens when the dashboard asks."""
+        item = result.decision.item
+        pixels = self.masks.take(item.box) if self.masks is not None and item is not None else None
+        self.last_mask = (result.frame_index, pixels if pixels is not None else geometry)
+        if image is not None:
+            self.last_frame = (image, result)
 
     def _record(self, deposit: Deposit, image: np.ndarray | None) -> None:
         r = deposit.result

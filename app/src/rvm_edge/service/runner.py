@@ -4,8 +4,10 @@ Lifecycle (systemd ``Type=notify``): load and validate the config, lock the data
 open and migrate the store, read the secrets, start the HTTP server (``/healthz`` answers
 while models load), load and warm the models, start the pipeline, then ``READY=1``. The main
 thread owns signals: SIGTERM/SIGINT drain the pipeline (every decided item is committed) and
-exit 0; SIGHUP reloads the config (live keys apply, the rest are reported as needing a restart;
-an invalid file keeps the old config). ``WATCHDOG=1`` is sent at half of ``WATCHDOG_USEC`` only
+exit 0, also while the models are still loading (they load on a worker thread that a stop does
+not wait for: loading, compiling and warming up run in native code that cannot be interrupted);
+SIGHUP reloads the config (live keys apply, the rest are reported as needing a restart; an
+invalid file keeps the old config). ``WATCHDOG=1`` is sent at half of ``WATCHDOG_USEC`` only
 while the pipeline's threads are alive, so a wedged service is restarted by systemd.
 
 Exit codes (also in app/README.md):
@@ -21,6 +23,7 @@ import fcntl
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -35,7 +38,7 @@ from rvm_edge.service.jsonlog import REDACTOR, audit, set_level, setup_logging
 from rvm_edge.service.metrics import Metrics
 from rvm_edge.service.outbox import Sender, backoff_from
 from rvm_edge.service.platform import PlatformClient, PlatformSettings
-from rvm_edge.service.recorder import FrameTap, ModelInfo, Recorder
+from rvm_edge.service.recorder import FrameTap, MaskTap, ModelInfo, Recorder
 from rvm_edge.service.sdnotify import Notifier
 from rvm_edge.service.server import HttpServer, favour_responsiveness, lower_worker_priority
 from rvm_edge.service.store import Store, StoreError
@@ -47,6 +50,7 @@ EXIT_SECRETS, EXIT_BIND, EXIT_PIPELINE, EXIT_RESTART = 5, 6, 7, 75
 FRAMES_STALL_S = 30.0
 STOP_BUDGET_S = 15.0  # the role's TimeoutStopSec is 20 s
 PIPELINE_DRAIN_S = 8.0
+WARMUP_RUNS = 2  # detector inferences before READY: the first real frame must not pay for lazy init
 OUTBOX_STALL_S = 600.0
 MIN_FREE_MB = 100.0
 
@@ -90,6 +94,8 @@ class Service:
         self.config_path, self.cfg = config_path, config
         self.notifier = Notifier()
         self.shutdown = threading.Event()
+        self._wake = threading.Event()  # set by a stop signal or by the model loader when it is done
+        self._loader: threading.Thread | None = None
         self.exit_code = EXIT_OK
         self._reload = threading.Event()
         self._lock_fd: int | None = None
@@ -170,6 +176,46 @@ class Service:
         except (ManifestError, BackendError, FileNotFoundError, ValueError) as exc:
             raise StartupError(EXIT_MODELS, f"models: {exc}") from None
         return detector, segmenter
+
+    def _load_and_warm(self) -> tuple[Any, Any] | None:
+        """The models, loaded and warmed up on a worker thread while the main thread waits for them
+        or for a stop signal; None when a stop came first.
+
+        Loading, an OpenVINO compile (minutes for SAM2) and the warm-up inferences run in native
+        code that cannot be interrupted, and Python runs a signal handler only once the main
+        thread is back in Python: loading on the main thread would make SIGTERM wait for all of
+        it, past the unit's TimeoutStopSec, and end in a SIGKILL. The loader is a daemon thread
+        that a stop abandons (see :func:`run`)."""
+        outcome: list[tuple[Any, Any]] = []
+        failure: list[BaseException] = []
+
+        def load() -> None:
+            try:
+                detector, segmenter = self._load_models()
+                self.notifier.status("warming up models")
+                detector.warm_up(WARMUP_RUNS)
+                if segmenter is not None:
+                    segmenter.warm_up()
+                outcome.append((detector, segmenter))
+            except BaseException as exc:  # handed to the main thread, which reports it
+                failure.append(exc)
+            finally:
+                self._wake.set()
+
+        self._loader = threading.Thread(target=load, name="rvm-load-models", daemon=True)
+        self._loader.start()
+        self._wake.wait()
+        if failure:
+            raise failure[0]
+        if not outcome:  # woken by a stop signal before the models were ready
+            log.info("stop requested while the models were loading: not waiting for them")
+            return None
+        return outcome[0]
+
+    @property
+    def loading_abandoned(self) -> bool:
+        """True when a stop left the model loader running (in native code)."""
+        return self._loader is not None and self._loader.is_alive()
 
     def _platform(self, store: Store) -> None:
         p = self.cfg.platform
@@ -253,7 +299,10 @@ class Service:
         log.info("http server listening", extra={"bind": cfg.server.bind, "port": self.server.port})
         lower_worker_priority()
         self.notifier.status("loading models")
-        detector, segmenter = self._load_models()
+        models = self._load_and_warm()
+        if models is None:
+            return
+        detector, segmenter = models
         self._platform(self.store)
         from rvm_edge.pipeline import Pipeline, PipelineConfig
         from rvm_edge.sources import SourceError, open_source
@@ -263,6 +312,7 @@ class Service:
         except SourceError as exc:
             raise StartupError(EXIT_PIPELINE, f"source: {exc}") from None
         tap = FrameTap(source, fps=cfg.source.fps)
+        masks = MaskTap(segmenter) if segmenter is not None else None
         d = cfg.decision
         self.recorder = Recorder(
             self.store,
@@ -275,6 +325,7 @@ class Service:
             weight_kg=dict(d.weight_kg),
             record_empty=d.record_empty,
             observe=self.prom.observe,
+            masks=masks,
         )
         try:
             decision = d.to_runtime()
@@ -282,15 +333,14 @@ class Service:
                 tap,
                 detector,
                 decision,
-                segmenter,
+                masks,
                 [self.recorder],
-                PipelineConfig(segment=segmenter is not None),
+                PipelineConfig(segment=segmenter is not None, warmup_runs=0),  # warmed up above
             )
         except ValueError as exc:
             raise StartupError(EXIT_CONFIG, f"{self.config_path}: {exc}") from None
-        if self.shutdown.is_set():  # SIGTERM while the models loaded: never report ready
+        if self.shutdown.is_set():  # SIGTERM since the models loaded: never report ready
             return
-        self.notifier.status("warming up models")
         self.pipeline.start()
         if self.sender is not None and self.link is not None:
             self.sender.start()
@@ -413,7 +463,7 @@ class Service:
 
     def last_frame_jpeg(self) -> bytes | None:
         """The last frame with something in view: boxes (green: the accepted item) and, when
-        SAM2 segmented it, the mask's centroid and major axis."""
+        SAM2 segmented it, its mask (filled and outlined). Drawn here, when the dashboard asks."""
         if self.recorder is None or self.recorder.last_frame is None:
             return None
         image, result = self.recorder.last_frame
@@ -548,6 +598,7 @@ class Service:
     def install_signals(self) -> None:
         def term(signum: int, _frame: Any) -> None:
             self.shutdown.set()
+            self._wake.set()
 
         def hup(_signum: int, _frame: Any) -> None:
             self._reload.set()
@@ -601,4 +652,12 @@ def run(config_path: Path) -> int:
         except Exception:
             log.exception("error while stopping")
         audit("stop", version=__version__, exit_code=service.exit_code)
+    if service.loading_abandoned:
+        # the loader is still in native code (ONNX Runtime, OpenVINO): a normal interpreter exit
+        # would run their C++ destructors under it and could crash at exit instead of stopping
+        # cleanly; everything is committed and closed by now, so flush the logs and end here
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(service.exit_code)
     return service.exit_code
