@@ -1,4 +1,4 @@
-"""``rvm-edge version | check-config FILE | run --config FILE`` with the real app's exit codes.
+"""``rvm-edge version | check-config FILE | run --config FILE | db version`` with the real app's exit codes.
 
 Why a stub: the role's scenario must prove the unit, the credentials and the health check work
 under the sandbox, which needs a process that speaks sd_notify and serves /readyz. It reads the
@@ -180,7 +180,14 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("file", type=Path)
     runner = sub.add_parser("run")
     runner.add_argument("--config", type=Path, default=Path("/etc/rvm-edge/config.yml"))
+    db = sub.add_parser("db").add_subparsers(dest="db_command", required=True).add_parser("version")
+    db.add_argument("--config", type=Path, default=Path("/etc/rvm-edge/config.yml"))
     args = parser.parse_args(argv)
+    if args.command == "db":
+        # The stub keeps no database: the role's data step then has nothing to migrate or snapshot.
+        load(args.config)
+        print(json.dumps({"supported": 2, "database": None, "path": None}))
+        return 0
     if args.command == "version":
         print(__version__)
         return 0
