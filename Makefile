@@ -93,8 +93,11 @@ RELEASE_ARCH ?= x86_64
 RELEASE_PYTHON ?= 3.11
 RELEASE_VERSION ?=
 RELEASE_MODELS ?= app/models/lab
+# The lab's SAM2 (make -C app sam2-lab) has random weights: never ship it to a device.
+RELEASE_SKIP_MODELS ?= $(if $(filter app/models/lab,$(RELEASE_MODELS)),$(if $(wildcard app/models/lab/sam2),sam2))
 RELEASE_OUT ?= dist
 .PHONY: release
 release: deps ## build dist/rvm-edge-<version>-<arch>.tar.gz (RELEASE_ARCH=aarch64 RELEASE_PYTHON=3.10 for Jetson)
 	$(VENV)/bin/python release/build_bundle.py --arch $(RELEASE_ARCH) --python $(RELEASE_PYTHON) \
-		--models $(RELEASE_MODELS) --out $(RELEASE_OUT) $(if $(RELEASE_VERSION),--version $(RELEASE_VERSION))
+		--models $(RELEASE_MODELS) $(foreach d,$(RELEASE_SKIP_MODELS),--skip-models $(d)) --out $(RELEASE_OUT) \
+		$(if $(RELEASE_VERSION),--version $(RELEASE_VERSION))

@@ -34,6 +34,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="runtime lock (default: <app>/requirements/runtime.txt)",
     )
     p.add_argument("--models", type=Path, default=None, help="model directory (default: <app>/models/lab)")
+    p.add_argument(
+        "--skip-models",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a model sub-directory to leave out (repeatable), e.g. sam2 for the lab's random-weight SAM2",
+    )
     p.add_argument("--out", type=Path, default=REPO / "dist", help="output directory")
     p.add_argument(
         "--cache", type=Path, default=None, help="wheel download cache (default: .cache/release/<arch>-cp3XX)"
@@ -62,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             find_links=tuple(p.resolve() for p in args.find_links),
             no_index=args.no_index,
             app_wheel=args.app_wheel.resolve() if args.app_wheel else None,
+            skip_models=tuple(args.skip_models),
         )
         result = build(inputs)
     except BuildError as exc:

@@ -52,6 +52,7 @@ class Inputs:
     find_links: tuple[Path, ...] = ()
     no_index: bool = False
     app_wheel: Path | None = None
+    skip_models: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,7 @@ def build(inputs: Inputs) -> Result:
             shutil.copyfile(wheel.path, tree / WHEELHOUSE_DIR / wheel.path.name)
         shipped = sorted(pins, key=lambda p: p.name)
         (tree / REQUIREMENTS).write_text(render(shipped), encoding="utf-8")
-        copy_models(inputs.models, tree / MODELS_DIR)
+        copy_models(inputs.models, tree / MODELS_DIR, inputs.skip_models)
 
         staging = scratch / "out"
         try:

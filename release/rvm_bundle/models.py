@@ -46,15 +46,23 @@ def _listed_files(manifest: Path) -> dict[str, str]:
     return files
 
 
-def copy_models(source: Path, dest: Path) -> list[str]:
+def copy_models(source: Path, dest: Path, skip: tuple[str, ...] = ()) -> list[str]:
     """Copy every manifest under ``source`` and the files it lists into ``dest``; return the manifests.
 
     Sub-directories keep their place (``sam2/manifest.json``), matching the app's default lookup of
-    the SAM2 manifest beside the detector's.
+    the SAM2 manifest beside the detector's. ``skip`` names sub-directories to leave out: the lab's
+    SAM2 has random weights, so its masks are meaningless and it never belongs on a device.
     """
     if not source.is_dir():
         raise BuildError(f"models: {source} is not a directory")
-    manifests = sorted(source.rglob(MODEL_MANIFEST))
+    unknown = [d for d in skip if not (source / d).is_dir()]
+    if unknown:
+        raise BuildError(f"models: cannot skip {', '.join(unknown)}: no such directory under {source}")
+    manifests = sorted(
+        m
+        for m in source.rglob(MODEL_MANIFEST)
+        if m.parent.relative_to(source).parts[:1] not in {(d,) for d in skip}
+    )
     if not manifests:
         raise BuildError(
             f"models: no {MODEL_MANIFEST} under {source}; export models first "

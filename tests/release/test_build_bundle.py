@@ -127,6 +127,21 @@ def test_corrupt_model_file_is_refused(project: Project, build_cli: Cli) -> None
     assert "re-export" in err
 
 
+def test_skipped_model_directory_is_left_out(project: Project, build_cli: Cli) -> None:
+    rc, _, err = build_cli(project.args("--skip-models", "sam2"))
+    assert rc == 0, err
+    fmt = load_format()
+    manifest = fmt.verify_bundle(
+        bundle_of(project), fmt.Expectation(arch="x86_64", version="0.3.0", python=LAB.python)
+    )
+    assert {f for f in manifest.files if f.startswith("models/")} == {
+        "models/manifest.json",
+        "models/detector.onnx",
+    }
+    rc, _, err = build_cli(project.args("--skip-models", "nosuchdir"))
+    assert rc == 2 and "cannot skip nosuchdir" in err
+
+
 def test_models_without_a_manifest_are_refused(project: Project, build_cli: Cli, tmp_path: Path) -> None:
     empty = tmp_path / "nomodels"
     empty.mkdir()
