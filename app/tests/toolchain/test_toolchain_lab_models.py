@@ -21,7 +21,7 @@ ort = pytest.importorskip("onnxruntime")
 
 LAB = Path(__file__).resolve().parents[2] / "models" / "lab"
 FRAMES = 24
-MIN_MAP50 = 0.88  # a regression guard just under the committed model's figures
+MIN_MAP50 = 0.9  # issue 3's target; the committed model (lab-2) reaches 0.930 / 0.926
 RECALL = 0.75  # right class at IoU >= 0.5, conf >= 0.25: measured 0.82 (FP32), 0.79 (INT8) here
 
 
@@ -87,7 +87,7 @@ def test_lab_files_match_their_manifest(manifest) -> None:
 def test_manifest_records_how_to_reproduce_and_the_measured_map(manifest) -> None:
     for m in manifest.models:
         assert m.source["reproduce"].startswith("make -C app lab-models LAB_SEED=")
-        # issue 3 targets > 0.9; the committed model reaches 0.897 / 0.894 (models/lab/README.md)
+        # issue 3 targets > 0.9 for FP32 and INT8 (models/lab/README.md)
         assert m.source["metrics"]["map50_val"] > MIN_MAP50
 
 

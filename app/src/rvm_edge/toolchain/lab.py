@@ -5,6 +5,15 @@ the project commits, and ``manifest.json`` with the seed, the training settings 
 files reach on the held-out split (measured with onnxruntime). Each stage is skipped when its output
 already exists in the work folder, so an interrupted run picks up where it stopped (``--force`` redoes
 everything). CI never runs this: it takes minutes of CPU.
+
+``--resume-from CKPT --finetune-rounds N`` continues from a lab checkpoint instead (the committed
+``rvm-lab-yolo11n-320.pt``): a full run from scratch takes about two hours on the lab's 2-core
+control node, while one more fine-tuning round, which is what a model whose validation curve was
+still rising needs, takes about 20 minutes (17 for lab-2). The data is rendered again from the seed
+(the same frames), N rounds run exactly as the full recipe's rounds do (each from the previous best), and the
+export, INT8, metrics and manifest follow the normal path. The manifest's ``source.train.resumed_from``
+records the starting checkpoint's sha256 and the rounds added; when the manifest beside the checkpoint
+describes it, the recipe is carried over, so ``reproduce`` names the equivalent full run.
 """
 
 from __future__ import annotations
@@ -14,16 +23,18 @@ import json
 import platform
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from rvm_edge.manifest import sha256_file
 from rvm_edge.toolchain import synth
 from rvm_edge.toolchain.manifests import merge_into
 from rvm_edge.toolchain.train import TrainConfig
 
 N_TRAIN, N_VAL, N_CALIB = 360, 80, 64
 LAB_NAME = "rvm-lab-yolo11n-320"  # files: <name>.onnx and <name>-int8.onnx
-LAB_VERSION = "lab-1"
+LAB_VERSION = "lab-2"  # lab-1: 2 fine-tuning rounds (mAP50 0.897); lab-2: 3 rounds
 
 
 def _log(msg: str) -> None:
@@ -46,20 +57,23 @@ def stage_data(work: Path, seed: int, force: bool) -> tuple[Path, Path]:
     return data_yaml, calib
 
 
-def stage_train(work: Path, data_yaml: Path, config: TrainConfig, force: bool) -> tuple[Path, float | None]:
+def stage_train(
+    work: Path, data_yaml: Path, config: TrainConfig, force: bool, start: Path | None = None
+) -> tuple[Path, float | None]:
     from rvm_edge.toolchain.train import train
 
     best = work / "best.pt"
     timing = work / "train_seconds.json"
     done = work / "train_config.json"
-    wanted = json.dumps(config.to_json(), sort_keys=True)
+    wanted = json.dumps({**config.to_json(), "start": str(start) if start else None}, sort_keys=True)
     if force or not best.is_file() or not done.is_file() or done.read_text(encoding="utf-8") != wanted:
+        first = f"from {start.name}" if start else f"{config.arch}: {config.epochs} epochs"
         _log(
-            f"training {config.arch}: {config.epochs} epochs + {config.finetune_rounds} x "
+            f"training {first} + {config.finetune_rounds} x "
             f"{config.finetune_epochs} fine-tuning epochs at {config.imgsz} px"
         )
         t0 = time.perf_counter()
-        train(data_yaml, work, config, reuse=not force)
+        train(data_yaml, work, config, reuse=not force, start=start)
         spent = (
             json.loads(timing.read_text(encoding="utf-8"))["seconds"] if timing.is_file() and not force else 0
         )
@@ -69,12 +83,93 @@ def stage_train(work: Path, data_yaml: Path, config: TrainConfig, force: bool) -
     return best, seconds
 
 
-def build(work: Path, out: Path, seed: int, config: TrainConfig, force: bool, until: str) -> int:
+def reproduce(seed: int, config: TrainConfig) -> str:
+    """The make command that runs ``config`` from scratch (defaults left out)."""
+    extra = [
+        f"LAB_FINETUNE_ROUNDS={config.finetune_rounds}"
+        if config.finetune_rounds != TrainConfig.finetune_rounds
+        else "",
+        f"LAB_SELECT={config.select}" if config.select != TrainConfig.select else "",
+    ]
+    return " ".join([f"make -C app lab-models LAB_SEED={seed}", *filter(None, extra)])
+
+
+#: the settings a resumed round must share with the recipe it continues for the two to add up
+_ROUND_KEYS = ("arch", "imgsz", "seed", "close_mosaic", "finetune_epochs", "finetune_batch")
+
+
+def _prior_train(start: Path, sha: str) -> dict[str, Any] | None:
+    """``source.train`` of the manifest beside ``start`` if an entry there was made from it."""
+    beside = start.parent / "manifest.json"
+    if not beside.is_file():
+        return None
+    for model in json.loads(beside.read_text(encoding="utf-8")).get("models", []):
+        source = model.get("source", {})
+        if source.get("checkpoint_sha256") == sha and isinstance(source.get("train"), dict):
+            return dict(source["train"])
+    return None
+
+
+def resumed_recipe(start: Path, config: TrainConfig, seconds: float | None) -> tuple[dict[str, Any], str]:
+    """``source.train`` and ``source.reproduce`` of a model fine-tuned further from ``start``.
+
+    When the manifest beside ``start`` records it (same sha256, same round settings), the result is
+    that recipe with ``config.finetune_rounds`` more rounds, and a full run with the total number of
+    rounds takes the same steps. Otherwise only the start's sha256 and the rounds added describe it.
+    """
+    sha = sha256_file(start)
+    resumed: dict[str, Any] = {
+        "checkpoint": start.name,
+        "checkpoint_sha256": sha,
+        "rounds_added": config.finetune_rounds,
+        "seconds_added": seconds,
+    }
+    prior = _prior_train(start, sha)
+    ours = config.to_json()
+    if prior is None or any(prior.get(k) != ours[k] for k in _ROUND_KEYS):
+        command = (
+            f"python -m rvm_edge.toolchain.lab --seed {config.seed} --resume-from CKPT "
+            f"--finetune-rounds {config.finetune_rounds} --select {config.select} "
+            f"(CKPT: sha256 {sha})"
+        )
+        return {**ours, "epochs": 0, "resumed_from": resumed}, command
+    total = replace(
+        config,
+        epochs=int(prior["epochs"]),
+        batch=int(prior["batch"]),
+        finetune_rounds=int(prior["finetune_rounds"]) + config.finetune_rounds,
+    )
+    before = prior.get("seconds")
+    train = {
+        **total.to_json(),
+        "seconds": before + seconds if isinstance(before, int | float) and seconds is not None else None,
+        "resumed_from": {**resumed, "rounds_before": prior["finetune_rounds"], "seconds_before": before},
+    }
+    return train, reproduce(config.seed, total)
+
+
+def build(
+    work: Path,
+    out: Path,
+    seed: int,
+    config: TrainConfig,
+    force: bool,
+    until: str,
+    resume_from: Path | None = None,
+) -> int:
     work.mkdir(parents=True, exist_ok=True)
     data_yaml, calib = stage_data(work, seed, force)
     if until == "data":
         return 0
-    best, train_seconds = stage_train(work, data_yaml, config, force)
+    start: Path | None = None
+    train_dir = work
+    if resume_from is not None:
+        # its own folder per starting checkpoint: a resumed round never passes for a full run's round
+        start = resume_from.resolve()
+        train_dir = work / f"resume-{sha256_file(start)[:12]}"
+        train_dir.mkdir(exist_ok=True)
+        _log(f"resuming from {start} ({config.finetune_rounds} more fine-tuning rounds)")
+    best, train_seconds = stage_train(train_dir, data_yaml, config, force, start)
     _log(f"checkpoint {best}")
     if until == "train":
         return 0
@@ -90,9 +185,14 @@ def build(work: Path, out: Path, seed: int, config: TrainConfig, force: bool, un
         calib=calib,
         val_images=data_yaml.parent / "images" / "val",
     )
+    if start is None:
+        train: dict[str, Any] = {**config.to_json(), "seconds": train_seconds}
+        how = reproduce(seed, config)
+    else:
+        train, how = resumed_recipe(start, config, train_seconds)
     recipe: dict[str, Any] = {
         "made_by": "rvm_edge.toolchain.lab",
-        "reproduce": f"make -C app lab-models LAB_SEED={seed}",
+        "reproduce": how,
         "seed": seed,
         "data": {
             "generator": "rvm_edge.toolchain.synth",
@@ -102,7 +202,7 @@ def build(work: Path, out: Path, seed: int, config: TrainConfig, force: bool, un
             "calib": N_CALIB,
             "frame_size": list(synth.FRAME_SIZE),
         },
-        "train": {**config.to_json(), "seconds": train_seconds, "machine": f"{platform.machine()}, 2 cores"},
+        "train": {**train, "machine": f"{platform.machine()}, 2 cores"},
     }
     entries = export_bundle(spec, extra_source=recipe)
     # the checkpoint too: ultralytics' own PyTorch pipeline is the reference the runtime is compared with
@@ -124,17 +224,40 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="folder for the ONNX files and manifest.json")
     parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     parser.add_argument("--finetune-epochs", type=int, default=TrainConfig.finetune_epochs)
-    parser.add_argument("--finetune-rounds", type=int, default=TrainConfig.finetune_rounds)
+    parser.add_argument(
+        "--finetune-rounds",
+        type=int,
+        help=f"fine-tuning runs after the first (default {TrainConfig.finetune_rounds}; "
+        "with --resume-from: runs added to the checkpoint, default 1)",
+    )
+    parser.add_argument(
+        "--resume-from",
+        type=Path,
+        metavar="PT",
+        help="skip the first run and fine-tune this lab checkpoint further (e.g. the committed .pt)",
+    )
+    parser.add_argument(
+        "--select",
+        choices=("fitness", "map50"),
+        default=TrainConfig.select,
+        help="the last run's epoch to export: ultralytics' best.pt (fitness) or the highest val mAP50",
+    )
     parser.add_argument("--until", choices=("data", "train", "all"), default="all")
     parser.add_argument("--force", action="store_true", help="redo every stage")
     args = parser.parse_args(argv)
+    if args.resume_from is not None and not args.resume_from.is_file():
+        parser.error(f"--resume-from {args.resume_from}: no such file")
+    rounds = args.finetune_rounds
+    if rounds is None:
+        rounds = 1 if args.resume_from is not None else TrainConfig.finetune_rounds
     config = TrainConfig(
         epochs=args.epochs,
         finetune_epochs=args.finetune_epochs,
-        finetune_rounds=args.finetune_rounds,
+        finetune_rounds=rounds,
         seed=args.seed,
+        select=args.select,
     )
-    return build(args.work, args.out, args.seed, config, args.force, args.until)
+    return build(args.work, args.out, args.seed, config, args.force, args.until, args.resume_from)
 
 
 if __name__ == "__main__":

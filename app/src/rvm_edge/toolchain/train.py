@@ -8,6 +8,7 @@ frames) in minutes on a 2-core CPU. ultralytics caps torch at ``cpu_count - 1`` 
 
 from __future__ import annotations
 
+import csv
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,9 @@ class TrainConfig:
     finetune_batch: int = 8
     #: how many such fine-tuning runs follow one another (each starts from the previous best)
     finetune_rounds: int = 2
+    #: which epoch of the last run is kept: ultralytics' best.pt ("fitness": 0.1 mAP50 + 0.9 mAP50-95)
+    #: or the epoch with the highest val mAP50 ("map50": every run then saves per-epoch checkpoints)
+    select: str = "fitness"
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -47,6 +51,7 @@ class TrainConfig:
             "finetune_epochs": self.finetune_epochs,
             "finetune_batch": self.finetune_batch,
             "finetune_rounds": self.finetune_rounds if self.finetune_epochs else 0,
+            "select": self.select,
         }
 
 
@@ -73,6 +78,9 @@ def _run(
         plots=False,
         amp=False,
         cache="ram",  # ultralytics loads data in the training thread on a CPU: decode each frame once
+        # select="map50" needs weights/epoch<N>.pt of every epoch (~25 MB each with the optimizer state);
+        # ultralytics only writes those bytes, the training itself is the same either way
+        save_period=1 if config.select == "map50" else -1,
         verbose=True,
     )
     trainer = model.trainer
@@ -91,14 +99,35 @@ def _finished(work_dir: Path, name: str, epochs: int) -> Path | None:
     return best if len(rows) >= epochs else None
 
 
-def train(data_yaml: Path, work_dir: Path, config: TrainConfig, reuse: bool = True) -> Path:
-    """Train and return the best checkpoint, copied to ``work_dir/best.pt``.
+def select_by_map50(best: Path) -> tuple[Path, int]:
+    """The checkpoint of the epoch with the highest val mAP50 in ``best``'s run, and that epoch (1-based).
+
+    ultralytics' best.pt maximises its fitness, which weighs mAP50-95; the lab target is an mAP50.
+    With ``select="map50"`` every run saves each epoch's EMA weights (``save_period=1``) in the format
+    of best.pt, so the epoch with the highest mAP50 in results.csv is taken as is. Ties: the earlier.
+    """
+    run = best.parent.parent
+    with (run / "results.csv").open(encoding="utf-8", newline="") as f:
+        rows = [{k.strip(): v.strip() for k, v in row.items()} for row in csv.DictReader(f)]
+    top = max(rows, key=lambda r: (float(r["metrics/mAP50(B)"]), -int(float(r["epoch"]))))
+    epoch = int(float(top["epoch"]))
+    path = best.parent / f"epoch{epoch - 1}.pt"  # results.csv counts from 1, the file names from 0
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no per-epoch checkpoint (run made without save_period=1)")
+    return path, epoch
+
+
+def train(
+    data_yaml: Path, work_dir: Path, config: TrainConfig, reuse: bool = True, start: Path | None = None
+) -> Path:
+    """Train and return the kept checkpoint (see ``TrainConfig.select``), copied to ``work_dir/best.pt``.
 
     With ``reuse`` a phase that already completed in ``work_dir`` is not run again, so adding
-    fine-tuning epochs to a finished run costs only those epochs.
+    fine-tuning epochs to a finished run costs only those epochs. With ``start`` the first run is
+    skipped and the fine-tuning rounds continue from that checkpoint (a committed lab model).
     """
     offline.prepare()
-    best = _finished(work_dir, "train", config.epochs) if reuse else None
+    best = start or (_finished(work_dir, "train", config.epochs) if reuse else None)
     if best is None:
         best = _run(config.arch, data_yaml, work_dir, "train", config.epochs, config.batch, config)
     for round_ in range(1, config.finetune_rounds + 1 if config.finetune_epochs else 1):
@@ -108,5 +137,11 @@ def train(data_yaml: Path, work_dir: Path, config: TrainConfig, reuse: bool = Tr
             str(best), data_yaml, work_dir, name, config.finetune_epochs, config.finetune_batch, config
         )
     out = work_dir / "best.pt"
-    shutil.copyfile(best, out)
+    if config.select == "map50" and best != start:
+        from ultralytics.utils.torch_utils import strip_optimizer
+
+        chosen, _ = select_by_map50(best)
+        strip_optimizer(chosen, str(out))  # as ultralytics does for best.pt: EMA weights, no optimizer
+    else:
+        shutil.copyfile(best, out)
     return out
