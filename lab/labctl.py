@@ -30,6 +30,9 @@ INVENTORY = ROOT / "inventories" / "lab"
 SSH_KEY = ROOT / ".lab" / "ssh" / "id_ed25519"
 # The lab's secrets live in an Ansible Vault file like a real fleet's; its password file is under
 # .lab/ (git-ignored) and ansible.cfg's vault_identity_list reads it through lab/vault-pass-client.
+# ansible.cfg's jsonfile fact cache: a recreated container gets a new address, so its cached facts
+# (which other hosts' settings read, e.g. the platform simulator's address) must go with it.
+FACT_CACHE = ROOT / ".cache" / "facts"
 VAULT_PASS = ROOT / ".lab" / "vault-pass"
 VAULT_FILE = INVENTORY / "group_vars" / "all" / "vault.yml"
 VAULT_KEYS = ("vault_lab_secret", "vault_lab_sim_admin_token")
@@ -216,6 +219,12 @@ def ansible_tool(name: str) -> str | None:
     return shutil.which(name) or (str(beside) if beside.is_file() else None)
 
 
+def forget_facts(names: Sequence[str]) -> None:
+    """Drop the cached Ansible facts of containers that were (re)created or removed."""
+    for name in names:
+        (FACT_CACHE / name).unlink(missing_ok=True)
+
+
 def ensure_vault() -> bool:
     """Random lab secrets, encrypted with ansible-vault (made once; both files are git-ignored).
 
@@ -318,6 +327,7 @@ def cmd_up(_: argparse.Namespace) -> None:
     for index, host in enumerate(hosts, start=1):
         state = container_state(host.name)
         if state is None:
+            forget_facts([host.name])
             create_container(host, ref)
             action = "created"
         elif state["managed"] != "container":
@@ -362,6 +372,7 @@ def cmd_down(_: argparse.Namespace) -> None:
         print("podman is not installed: nothing to remove", flush=True)
         return
     containers = lab_objects("container")
+    forget_facts(containers)
     for index, name in enumerate(containers, start=1):
         run(["podman", "rm", "--force", "--time", "10", name])
         step(index, len(containers), f"{name} removed")

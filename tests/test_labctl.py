@@ -83,3 +83,15 @@ def test_packages_ignore_comments() -> None:
     packages = load_labctl().read_packages()
     assert "systemd" in packages
     assert not any(p.startswith("#") or not p for p in packages)
+
+
+def test_recreated_containers_lose_their_cached_facts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A new container gets a new address; a cached fact would point other hosts at the old one.
+    labctl = load_labctl()
+    monkeypatch.setattr(labctl, "FACT_CACHE", tmp_path)
+    for name in ("rvm-platform", "rvm-lab-01"):
+        (tmp_path / name).write_text("{}")
+    labctl.forget_facts(["rvm-platform", "rvm-lab-99"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rvm-lab-01"]
