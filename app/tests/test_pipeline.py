@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +17,9 @@ from rvm_edge.detector import Detector, load_detector
 from rvm_edge.messages import Deposit, ItemResult
 from rvm_edge.pipeline import BoundedQueue, CollectingSink, Pipeline, PipelineConfig, QueueClosedError
 from rvm_edge.segment import Sam2Segmenter
-from rvm_edge.sources import FrameSource, open_source
+from rvm_edge.service.recorder import FrameTap, ModelInfo, Recorder
+from rvm_edge.service.store import DB_NAME, Store
+from rvm_edge.sources import FrameSource, ImageFolderSource, open_source
 
 DEADLINE = 20.0  # seconds: generous upper bound for a waiting test, never a sleep
 
@@ -112,7 +116,7 @@ class EndlessCamera(FrameSource):
 def test_live_camera_drops_the_oldest_frames_when_the_detector_is_busy(one_bottle_model: Path) -> None:
     det = GatedDetector(load_detector(one_bottle_model))
     produced = threading.Semaphore(0)
-    sink = CollectingSink()
+    sink = SignalSink(results_wanted=2)
     cfg = PipelineConfig(queue_size=2, warmup_runs=0)
     camera = EndlessCamera(produced)
     pipe = Pipeline(camera, det, DecisionConfig(), None, [sink], cfg)
@@ -122,6 +126,7 @@ def test_live_camera_drops_the_oldest_frames_when_the_detector_is_busy(one_bottl
     while camera.stats.frames < busy_from + 50:  # the camera keeps delivering meanwhile
         assert produced.acquire(timeout=DEADLINE)
     det.gate.set()
+    assert sink.all_results.wait(DEADLINE)  # a frame from after the busy spell was decided
     pipe.stop()
     assert pipe.stats.frames_dropped >= 40
     indices = [r.frame_index for r in sink.results]
@@ -194,7 +199,151 @@ def test_batching_processes_the_same_frames(one_bottle_model: Path, frames_dir: 
     assert len(boxes) == 1  # same frame size, same model output: same box whatever the batch
 
 
-def test_stop_drains_queued_frames(one_bottle_model: Path, frames_dir: Path) -> None:
+class SteppedDetector(Detector):
+    """The real detector, allowed one inference per permit the test hands out: a slow device
+    whose every inference the test decides when to finish."""
+
+    def __init__(self, inner: Detector) -> None:
+        super().__init__(inner.backend, inner.classes, inner.config)
+        self.permits = threading.Semaphore(0)
+        self.entered = threading.Semaphore(0)
+
+    def detect_batch(self, images, frame_indices=None):
+        self.entered.release()
+        assert self.permits.acquire(timeout=DEADLINE)
+        return super().detect_batch(images, frame_indices)
+
+
+class LoopedFolder(ImageFolderSource):
+    """The lab devices' source (a looping image folder) that counts the frames it hands out and
+    says when it is stopped."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(folder, loop=True)
+        self.produced = threading.Semaphore(0)
+        self.stop_called = threading.Event()
+
+    def __iter__(self):
+        for frame in super().__iter__():
+            self.produced.release()
+            yield frame
+
+    def stop(self) -> None:
+        super().stop()
+        self.stop_called.set()
+
+
+STOP_TIMEOUT = 5.0  # the stop's own limit here; the service gives it PIPELINE_DRAIN_S (8 s)
+PROMPT_S = 1.0  # what a stop may take once the inference it waited for is done
+
+
+def stop_in_thread(pipe: Pipeline) -> tuple[threading.Thread, list[float]]:
+    returned_at: list[float] = []
+
+    def run() -> None:
+        pipe.stop(timeout=STOP_TIMEOUT)
+        returned_at.append(time.monotonic())
+
+    t = threading.Thread(target=run)
+    t.start()
+    return t, returned_at
+
+
+def test_stop_waits_for_the_running_inference_only_and_commits_every_decided_item(
+    one_bottle_model: Path, frames_dir: Path, tmp_path: Path
+) -> None:
+    """The service's shape (FrameTap over a looping folder, the recorder as the sink, file-source
+    backpressure) on a detector slower than the source: the queue is full and the reader is held
+    in ``put`` when the stop comes, mid-inference. The stop used to run every queued frame
+    through the detector (queue size + 2 inferences: 8 s past the drain budget on a slow device);
+    now it waits for the running one, whose item the recorder commits, and releases the rest."""
+    det = SteppedDetector(load_detector(one_bottle_model))
+    folder = LoopedFolder(frames_dir)
+    tap = FrameTap(folder)
+    store = Store(tmp_path / "data")
+    recorder = Recorder(store, tap, "hw-1", ModelInfo("fixed", "1", "ab" * 32, "onnxruntime"), 100_000)
+    sink = CollectingSink()
+    cfg = PipelineConfig(queue_size=4, segment=False, warmup_runs=0)
+    pipe = Pipeline(tap, det, DecisionConfig(), None, [recorder, sink], cfg)
+    pipe.start()
+    stopper = None
+    try:
+        assert det.entered.acquire(timeout=DEADLINE)  # frame 0 is being inferred
+        for _ in range(1 + 4 + 1):  # then 4 fill the queue and the reader holds a 6th for it
+            assert folder.produced.acquire(timeout=DEADLINE)
+        stopper, returned_at = stop_in_thread(pipe)
+        assert folder.stop_called.wait(DEADLINE)  # the stop has begun: the pipeline is stopping
+        released_at = time.monotonic()
+        det.permits.release()  # the running inference finishes; no other is allowed
+        stopper.join(DEADLINE)
+        assert returned_at and not any(t.is_alive() for t in pipe._threads)
+        assert returned_at[0] - released_at < PROMPT_S
+    finally:
+        for _ in range(16):  # never leave the old behaviour's detector waiting for a permit
+            det.permits.release()
+        if stopper is not None:
+            stopper.join(DEADLINE)
+        store.close()
+    # the item decided before the stop was committed; nothing is left between decision and commit
+    assert [r.frame_index for r in sink.results] == [d.result.frame_index for d in sink.deposits] == [0]
+    assert recorder.recorded == pipe.stats.frames_processed == 1 and recorder.in_flight == 0
+    with sqlite3.connect(tmp_path / "data" / DB_NAME) as db:
+        assert [row[0] for row in db.execute("SELECT frame_index FROM deposits ORDER BY seq")] == [0]
+    # the frames no stage had started on are accounted for, not silently lost
+    assert pipe.stats.frames_read == 6 and pipe.stats.frames_discarded == 5
+
+
+class SteppedSegmenter(Sam2Segmenter):
+    """The SAM2 flow on tiny ONNX models, one run per permit the test hands out."""
+
+    def __init__(self, enc: Path, dec: Path) -> None:
+        super().__init__(enc, dec)
+        self.permits = threading.Semaphore(0)
+        self.entered = threading.Semaphore(0)
+
+    def segment(self, image, boxes):
+        self.entered.release()
+        assert self.permits.acquire(timeout=DEADLINE)
+        return super().segment(image, boxes)
+
+
+def test_stop_delivers_items_waiting_for_sam2_without_their_mask(
+    one_bottle_model: Path, frames_dir: Path, tmp_path: Path
+) -> None:
+    """SAM2 is the slow stage: at the stop one item is being segmented, one waits in its queue and
+    the detector is held handing it a third. The stop waits for the running SAM2 call only; every
+    decided item still reaches the sinks, the waiting ones without a mask."""
+    seg = SteppedSegmenter(*tiny_sam2(tmp_path / "sam2"))
+    sink = SignalSink(results_wanted=3)
+    folder = LoopedFolder(frames_dir)
+    cfg = PipelineConfig(queue_size=1, segment_queue_size=1, warmup_runs=0)
+    pipe = Pipeline(folder, load_detector(one_bottle_model), DecisionConfig(), seg, [sink], cfg)
+    pipe.start()
+    stopper = None
+    try:
+        assert seg.entered.acquire(timeout=DEADLINE)  # frame 0 is being segmented
+        assert sink.all_results.wait(DEADLINE)  # 1 waits for SAM2, the detector holds 2 for it
+        stopper, returned_at = stop_in_thread(pipe)
+        assert folder.stop_called.wait(DEADLINE)
+        released_at = time.monotonic()
+        seg.permits.release()  # the running SAM2 call finishes; no other is allowed
+        stopper.join(DEADLINE)
+        assert returned_at and not any(t.is_alive() for t in pipe._threads)
+        assert returned_at[0] - released_at < PROMPT_S
+    finally:
+        for _ in range(16):
+            seg.permits.release()
+        if stopper is not None:
+            stopper.join(DEADLINE)
+    decided = [r.frame_index for r in sink.results]
+    assert decided[:3] == [0, 1, 2]
+    assert sorted(d.result.frame_index for d in sink.deposits) == decided
+    masks = {d.result.frame_index: d.segmentation for d in sink.deposits}
+    assert masks[0] is not None and all(masks[i] is None for i in decided[1:])
+    assert pipe.stats.segmented == 1 and pipe.stats.segment_skipped == len(decided) - 1
+
+
+def test_stop_after_a_finite_source_ends_loses_nothing(one_bottle_model: Path, frames_dir: Path) -> None:
     det = GatedDetector(load_detector(one_bottle_model))
     sink = CollectingSink()
     pipe = Pipeline(
@@ -208,8 +357,10 @@ def test_stop_drains_queued_frames(one_bottle_model: Path, frames_dir: Path) -> 
     pipe.start()
     assert det.entered.acquire(timeout=DEADLINE)
     det.gate.set()
+    assert pipe.wait(DEADLINE)
     pipe.stop()
-    assert pipe.stats.frames_processed == pipe.stats.frames_read == len(sink.results)
+    assert pipe.stats.frames_processed == pipe.stats.frames_read == len(sink.results) == 5
+    assert pipe.stats.frames_discarded == 0
 
 
 def test_mapping_that_misses_a_model_class_is_refused(one_bottle_model: Path, frames_dir: Path) -> None:

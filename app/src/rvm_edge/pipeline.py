@@ -10,7 +10,13 @@ Threads, one per stage, joined by bounded queues:
 - a sink sees every frame's :class:`ItemResult` immediately and a :class:`Deposit` once the
   item is complete (with its mask when it was segmented): the outbox (issue 4) plugs in there.
 
-``start`` warms the models up before ``ready`` is set; ``stop`` drains what is queued.
+``start`` warms the models up before ``ready`` is set. ``stop`` is prompt: it waits for the
+inference already running (native code cannot be interrupted), never for the frames behind it.
+Every item decided by then reaches the sinks, so the recorder commits it; an item still waiting
+for SAM2 gets its deposit without a mask; frames no stage has started on are released and
+counted as ``frames_discarded``. Draining the queues instead made a stop take up to (queue size
++ 2) detector runs plus a SAM2 run per queued item, far past the service's drain budget on a
+slow device.
 """
 
 from __future__ import annotations
@@ -83,6 +89,14 @@ class BoundedQueue(Generic[T]):
             self._cond.notify_all()
             return item
 
+    def drain(self) -> list[T]:
+        """Take everything queued at once (a stop hands it back instead of processing it)."""
+        with self._cond:
+            items = list(self._items)
+            self._items.clear()
+            self._cond.notify_all()
+            return items
+
     def get_nowait(self) -> T | None:
         with self._cond:
             if not self._items:
@@ -144,6 +158,7 @@ class PipelineStats:
     frames_read: int = 0
     frames_processed: int = 0
     frames_dropped: int = 0
+    frames_discarded: int = 0  # read, but not yet started on when the pipeline stopped
     frames_unreadable: int = 0
     source_reconnects: int = 0
     accepted: int = 0
@@ -183,6 +198,7 @@ class Pipeline:
         self.stats = PipelineStats()
         self.ready = threading.Event()
         self.done = threading.Event()
+        self._stopping = threading.Event()
         self._lock = threading.Lock()
         live = source.live
         self._frames: BoundedQueue[Frame] = BoundedQueue(self.config.queue_size, live, self._dropped)
@@ -215,13 +231,20 @@ class Pipeline:
         return self.done.wait(timeout)
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop reading and drain what is already queued (graceful shutdown)."""
+        """Stop promptly (graceful shutdown): stop reading, let the detector finish the batch it
+        is running, deliver every decided item, release the rest (see the module docstring).
+
+        The queues are closed first, not after the joins: a reader blocked in ``put`` on a full
+        queue (file sources block) and a detector blocked handing an item to a busy segmenter
+        are woken by the close instead of waiting for a stage to make room.
+        """
+        self._stopping.set()  # before anything wakes a stage, so each one sees it
         self.source.stop()
+        self._frames.close()
+        self._segments.close()
         deadline = time.monotonic() + timeout
         for t in self._threads:
             t.join(max(0.0, deadline - time.monotonic()))
-        self._frames.close()
-        self._segments.close()
         self.ready.clear()
 
     def _guard(self, target: Callable[[], None]) -> Callable[[], None]:
@@ -249,14 +272,20 @@ class Pipeline:
                     self.stats.frames_read += 1
                 try:
                     self._frames.put(frame)
-                except QueueClosedError:
-                    frame.release()
+                except QueueClosedError:  # stopped (or a stage failed) while it waited for room
+                    self._discard([frame])
                     break
         finally:
             with self._lock:
                 self.stats.frames_unreadable = self.source.stats.unreadable
                 self.stats.source_reconnects = self.source.stats.reconnects
             self._frames.close()
+
+    def _discard(self, frames: list[Frame]) -> None:
+        for f in frames:
+            f.release()
+        with self._lock:
+            self.stats.frames_discarded += len(frames)
 
     def _dropped(self, frame: Frame) -> None:
         frame.release()
@@ -285,6 +314,9 @@ class Pipeline:
                 try:
                     frames = self._next_batch()
                 except QueueClosedError:
+                    break
+                if self._stopping.is_set():  # nothing decided yet: these and the queue can go
+                    self._discard(frames + self._frames.drain())
                     break
                 t_start = time.perf_counter()
                 try:
@@ -327,8 +359,9 @@ class Pipeline:
             try:
                 self._segments.put(_SegmentJob(frame, result))
                 return
-            except QueueClosedError:
-                pass
+            except QueueClosedError:  # stopping: delivered now, without a mask
+                with self._lock:
+                    self.stats.segment_skipped += 1
         frame.release()
         self._emit_deposit(Deposit(result, None))
 
@@ -340,6 +373,10 @@ class Pipeline:
                     job = self._segments.get()
                 except QueueClosedError:
                     break
+                if self._stopping.is_set():
+                    # decided: it must be delivered, but not after one SAM2 run per queued item
+                    self._segment_dropped(job)
+                    continue
                 try:
                     self._emit_deposit(Deposit(job.result, self._segment(job)))
                 except Exception:

@@ -271,4 +271,10 @@ class Link:
 
     def _sleep(self, seconds: float) -> None:
         self._wake.clear()
+        # request_stop() sets _stop before _wake: if it ran before the clear above (during the
+        # exchange, or just after the loop's check), the clear has eaten its wake-up and only this
+        # check sees it; otherwise its _wake.set() comes after the clear and ends the wait below.
+        # Without it a stop at the wrong moment waits out a whole interval (30 s by default).
+        if self._stop.is_set():
+            return
         self._wake.wait(min(seconds, self.interval_s))
