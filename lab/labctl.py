@@ -221,8 +221,14 @@ def ansible_tool(name: str) -> str | None:
 
 def forget_facts(names: Sequence[str]) -> None:
     """Drop the cached Ansible facts of containers that were (re)created or removed."""
-    for name in names:
-        (FACT_CACHE / name).unlink(missing_ok=True)
+    if not FACT_CACHE.is_dir():
+        return
+    wanted = set(names)
+    for path in FACT_CACHE.iterdir():
+        # jsonfile names a host's file "<prefix><host>" (ansible-core 2.19 writes "s1_<host>")
+        host = path.name.split("_", 1)[1] if path.name.startswith("s1_") else path.name
+        if host in wanted:
+            path.unlink(missing_ok=True)
 
 
 def ensure_vault() -> bool:

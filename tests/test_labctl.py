@@ -91,7 +91,7 @@ def test_recreated_containers_lose_their_cached_facts(
     # A new container gets a new address; a cached fact would point other hosts at the old one.
     labctl = load_labctl()
     monkeypatch.setattr(labctl, "FACT_CACHE", tmp_path)
-    for name in ("rvm-platform", "rvm-lab-01"):
+    for name in ("s1_rvm-platform", "s1_rvm-lab-01", "rvm-monitor"):
         (tmp_path / name).write_text("{}")
-    labctl.forget_facts(["rvm-platform", "rvm-lab-99"])
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["rvm-lab-01"]
+    labctl.forget_facts(["rvm-platform", "rvm-monitor", "rvm-lab-99"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s1_rvm-lab-01"]
