@@ -47,9 +47,12 @@ def playbook(*extra: str) -> tuple[dict[str, dict[str, int]], str, float]:
     return recap, proc.stdout, elapsed
 
 
+def lab_inventory() -> dict:
+    return json.loads(sh(["ansible-inventory", "-i", "inventories/lab", "--list"]).stdout)
+
+
 def lab_hosts() -> list[str]:
-    out = sh(["ansible-inventory", "-i", "inventories/lab", "--list"]).stdout
-    data = json.loads(out)
+    data = lab_inventory()
     return sorted(h for h in data["_meta"]["hostvars"]) or sorted(
         {h for g in data.values() if isinstance(g, dict) for h in g.get("hosts", [])}
     )
@@ -85,13 +88,13 @@ def sim_get(path: str) -> object:
 
 
 def devices() -> list[str]:
-    out = sh(["ansible-inventory", "-i", "inventories/lab", "--list"]).stdout
-    return sorted(json.loads(out)["rvm_devices"]["hosts"])
+    return sorted(lab_inventory()["rvm_devices"]["hosts"])
 
 
 def test_every_device_runs_rvm_edge_and_delivers_deposits(lab: None) -> None:
     """The main job: each device detects items in its camera frames and the platform receives them."""
-    for device in devices():
+    fleet = devices()
+    for device in fleet:
         proc = sh(["podman", "exec", device, "curl", "-fsS", "http://127.0.0.1:8080/readyz"])
         ready = json.loads(proc.stdout)
         assert ready["ready"] and ready["frames_processed"] > 0, (device, ready)
@@ -103,11 +106,11 @@ def test_every_device_runs_rvm_edge_and_delivers_deposits(lab: None) -> None:
         for deposit in sim_get("deposits"):  # type: ignore[union-attr]
             name = names.get(deposit["machine_id"], "?")
             per_device[name] = per_device.get(name, 0) + 1
-        if all(per_device.get(d, 0) > 0 for d in devices()) or time.monotonic() > deadline:
+        if all(per_device.get(d, 0) > 0 for d in fleet) or time.monotonic() > deadline:
             break
         time.sleep(2)
     FIGURES["deposits_received"] = sum(per_device.values())
-    assert all(per_device.get(d, 0) > 0 for d in devices()), per_device
+    assert all(per_device.get(d, 0) > 0 for d in fleet), per_device
 
 
 def test_second_run_changes_nothing(lab: None) -> None:
