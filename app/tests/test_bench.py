@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rvm_edge.bench import box_iou, detections_agree, format_table
+from rvm_edge.bench import Samples, box_iou, detections_agree, format_table, summarize
 from rvm_edge.messages import Detection, Detections
 
 
@@ -28,3 +28,11 @@ def test_a_shifted_box_a_class_swap_or_a_missing_item_is_not_equal() -> None:
 def test_table_shows_missing_figures_as_a_dash() -> None:
     table = format_table({"backend": "onnxruntime", "e2e_ms_p50": 12.0, "e2e_ms_p95": None})
     assert "12.0 / -" in table and "onnxruntime" in table
+
+
+def test_the_worst_sam2_item_is_reported_beside_the_median() -> None:
+    samples = Samples(model=[10.0, 10.0], e2e=[12.0, 12.0], segment=[1000.0, 1100.0, 1400.0], detections=[])
+    report = summarize({"backend": "openvino"}, samples, 2)
+    assert report["segment_ms_p50"] == 1100.0 and report["segment_ms_max"] == 1400.0
+    assert report["segments"] == 3 and report["full_item_ms_p50"] == 1112.0
+    assert "1400.0 / 3" in format_table(report)
