@@ -4,7 +4,7 @@
 # VM (DESIGN §8). Idempotent: a second run installs and writes nothing.
 set -euo pipefail
 
-packages=(podman runc mmdebstrap uidmap containernetworking-plugins python3-venv git make)
+packages=(podman runc mmdebstrap uidmap containernetworking-plugins python3-venv git make restic)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
