@@ -1,7 +1,7 @@
 """The whole lab fleet, end to end: up, converge, converge again, down.
 
-This is the issue's "done when" as a test: `site.yml` converges every lab host, a second run
-changes nothing, `lab up` twice changes nothing, and `lab down` removes the lab's containers,
+This is the issue's "done when" as a test: `site.yml` converges every lab host (rvm-edge delivering
+deposits, backups taken, a lost database restored), a second run changes nothing, `lab up` twice changes nothing, and `lab down` removes the lab's containers,
 network and volumes and nothing else. Timings are printed as JSON (figures, not assertions).
 """
 
@@ -111,6 +111,54 @@ def test_every_device_runs_rvm_edge_and_delivers_deposits(lab: None) -> None:
         time.sleep(2)
     FIGURES["deposits_received"] = sum(per_device.values())
     assert all(per_device.get(d, 0) > 0 for d in fleet), per_device
+
+
+DEPOSIT_IDS = (
+    "import sqlite3, sys, json; c = sqlite3.connect(f'file:{sys.argv[1]}?mode=ro', uri=True); "
+    "print(json.dumps([r[0] for r in c.execute('SELECT deposit_id FROM deposits')]))"
+)
+
+
+def deposit_ids(device: str, path: str) -> set[str]:
+    proc = sh(["podman", "exec", device, "python3", "-c", DEPOSIT_IDS, path])
+    assert proc.returncode == 0, proc.stderr
+    return set(json.loads(proc.stdout))
+
+
+def test_every_device_has_a_fresh_backup_and_says_so(lab: None) -> None:
+    for device in devices():
+        status = sh(["podman", "exec", device, "rvm-backup", "status"])
+        assert status.returncode == 0, (device, status.stdout, status.stderr)
+        metrics = sh(["podman", "exec", device, "cat", "/var/lib/prometheus/node-exporter/rvm_backup.prom"])
+        assert f'rvm_backup_last_run_success{{host="{device}"}} 1' in metrics.stdout, metrics.stdout
+
+
+def test_a_lost_database_comes_back_from_the_backup(lab: None) -> None:
+    """The operator's story: a device's database is lost; restore.yml brings back what the last backup held."""
+    device = devices()[-1]
+    start = time.monotonic()
+    backed_up = sh(["podman", "exec", device, "systemctl", "start", "rvm-backup.service"])
+    FIGURES["backup_run_s"] = round(time.monotonic() - start, 1)
+    assert backed_up.returncode == 0, backed_up.stderr
+    saved = deposit_ids(device, "/var/lib/rvm-backup/staging/rvm-edge.sqlite3")
+    assert saved, "the backup holds no deposit: the device recorded nothing before it"
+
+    lose = "systemctl stop rvm-edge && rm -f /var/lib/rvm-edge/rvm-edge.sqlite3* && systemctl start rvm-edge"
+    assert sh(["podman", "exec", device, "sh", "-c", lose]).returncode == 0
+    assert not saved & deposit_ids(device, "/var/lib/rvm-edge/rvm-edge.sqlite3")
+
+    start = time.monotonic()
+    proc = sh(["ansible-playbook", "playbooks/restore.yml", "-l", device])
+    FIGURES["restore_playbook_s"] = round(time.monotonic() - start, 1)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    recovered = re.search(r"ready ([0-9.]+) s after it stopped", proc.stdout)
+    assert recovered, proc.stdout[-3000:]
+    FIGURES["restore_recovery_s"] = float(recovered[1])
+    assert saved <= deposit_ids(device, "/var/lib/rvm-edge/rvm-edge.sqlite3")
+    ready = json.loads(sh(["podman", "exec", device, "curl", "-fsS", "http://127.0.0.1:8080/readyz"]).stdout)
+    assert ready["ready"], ready
+    unlimited = sh(["ansible-playbook", "playbooks/restore.yml"])
+    assert unlimited.returncode != 0 and "Name the device(s) to restore with -l" in unlimited.stdout
 
 
 def test_second_run_changes_nothing(lab: None) -> None:
