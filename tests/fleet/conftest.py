@@ -1,0 +1,27 @@
+"""The lab fleet, brought up and converged ONCE per session and shared by every fleet test file.
+
+Test files run in name order; test_zz_final.py (second converge with changed=0, check mode, `lab up`
+again, `lab down`) runs last. Running one file alone converges the lab first and leaves it up.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+import pytest
+from fleet_helpers import FIGURES, LABCTL, Recap, playbook, sh
+
+
+@pytest.fixture(scope="session")
+def fleet() -> Iterator[Recap]:
+    """`lab up`, then `site.yml`: the recap of that first converge (the figures note its times)."""
+    start = time.monotonic()
+    proc = sh([*LABCTL, "up"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    FIGURES["lab_up_s"] = round(time.monotonic() - start, 1)
+    recap, _, elapsed = playbook()
+    FIGURES["converge_s"] = round(elapsed, 1)
+    yield recap
+    print("\nFLEET FIGURES " + json.dumps(FIGURES))

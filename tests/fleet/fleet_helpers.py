@@ -1,0 +1,75 @@
+"""Helpers every fleet test shares: run a command or a playbook against the lab, read the lab inventory,
+ask the platform simulator. A unique module name (not conftest) so test files can import it by name."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+LABCTL = [sys.executable, str(ROOT / "lab" / "labctl.py")]
+RECAP = re.compile(
+    r"^(?P<host>\S+)\s*:\s*ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)\s+unreachable=(?P<unreachable>\d+)\s+failed=(?P<failed>\d+)",
+    re.M,
+)
+# Figures (seconds, counts) that fleet tests measure; printed once as JSON when the session ends.
+FIGURES: dict[str, float] = {}
+
+Recap = dict[str, dict[str, int]]
+
+
+def sh(args: list[str], timeout: float = 1800) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0"}
+    return subprocess.run(
+        args, cwd=ROOT, capture_output=True, text=True, env=env, timeout=timeout, check=False
+    )
+
+
+def playbook(*extra: str, path: str = "site.yml") -> tuple[Recap, str, float]:
+    """Run a playbook against the lab; fail the test with the output's tail when it fails."""
+    start = time.monotonic()
+    proc = sh(["ansible-playbook", path, *extra])
+    elapsed = time.monotonic() - start
+    recap = {
+        m["host"]: {k: int(m[k]) for k in ("ok", "changed", "unreachable", "failed")}
+        for m in RECAP.finditer(proc.stdout)
+    }
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    return recap, proc.stdout, elapsed
+
+
+def lab_inventory() -> dict:
+    return json.loads(sh(["ansible-inventory", "-i", "inventories/lab", "--list"]).stdout)
+
+
+def lab_hosts() -> list[str]:
+    data = lab_inventory()
+    return sorted(h for h in data["_meta"]["hostvars"]) or sorted(
+        {h for g in data.values() if isinstance(g, dict) for h in g.get("hosts", [])}
+    )
+
+
+def devices() -> list[str]:
+    return sorted(lab_inventory()["rvm_devices"]["hosts"])
+
+
+def sim_get(path: str) -> object:
+    """GET the simulator's admin API from inside rvm-platform: the token never leaves the container."""
+    script = (
+        'curl -fsS -H "Authorization: Bearer $(cat /etc/rvm-platform-sim/admin-token)" '
+        f"http://127.0.0.1:8000/_sim/{path}"
+    )
+    proc = sh(["podman", "exec", "rvm-platform", "sh", "-c", script])
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def readyz(device: str) -> dict:
+    proc = sh(["podman", "exec", device, "curl", "-fsS", "http://127.0.0.1:8080/readyz"])
+    assert proc.returncode == 0, (device, proc.stderr)
+    return json.loads(proc.stdout)
