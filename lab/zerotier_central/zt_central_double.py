@@ -300,6 +300,7 @@ class CentralState:
         self.networks: dict[str, Network] = {}
         self.limiter = RateLimiter(rate_limit)
         self.requests: list[tuple[str, str]] = []
+        self.throttled = 0
         # Test hook: the next N requests answer 429 with this Retry-After (None: header left out).
         self.forced_429: list[str | None] = []
         # Test hook: the next N requests answer this raw body with status 200 (malformed JSON).
@@ -361,13 +362,16 @@ class CentralState:
     def _throttle(self, key: str) -> Reply | None:
         with self.lock:
             if self.forced_429:
+                self.throttled += 1
                 retry_after = self.forced_429.pop(0)
                 headers = {} if retry_after is None else {"Retry-After": retry_after}
                 return Reply(429, {"message": "rate limit exceeded"}, headers)
         wait = self.limiter.admit(key)
-        if wait:
-            return Reply(429, {"message": "rate limit exceeded"}, {"Retry-After": str(max(1, round(wait)))})
-        return None
+        if not wait:
+            return None
+        with self.lock:
+            self.throttled += 1
+        return Reply(429, {"message": "rate limit exceeded"}, {"Retry-After": str(max(1, round(wait)))})
 
     def _central(self, method: str, parts: list[str], headers: dict[str, str], body: bytes) -> Reply:
         user = self._central_user(headers)

@@ -119,3 +119,14 @@ def request(
         return status, json.loads(raw), hdrs
     except ValueError:
         return status, raw.decode(errors="replace"), hdrs
+
+
+def unwrap(value: Any) -> Any:
+    """ansible-inventory marks untrusted strings as {"__ansible_unsafe": s}; the plain value."""
+    if isinstance(value, dict):
+        if set(value) == {"__ansible_unsafe"}:
+            return value["__ansible_unsafe"]
+        return {k: unwrap(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unwrap(v) for v in value]
+    return value
