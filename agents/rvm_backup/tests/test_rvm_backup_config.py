@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from rvm_backup_helpers import SCRIPT, Device
+
+from rvm_backup_helpers import Device
 
 
 @pytest.mark.parametrize("command", ["run", "check-config"])
@@ -49,7 +50,9 @@ def test_check_config_accepts_a_good_file_wherever_ansible_puts_it(device: Devic
 
     after = device.rvm_backup("check-config", config=staged)
     before = subprocess.run(
-        [sys.executable, str(SCRIPT), "--config", str(staged), "check-config"], capture_output=True, text=True
+        [sys.executable, str(device.driver), "--config", str(staged), "check-config"],
+        capture_output=True,
+        text=True,
     )
 
     assert after.returncode == 0, after.stderr

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from rvm_backup_helpers import (
     HOST,
     PASSWORD,
@@ -147,10 +148,10 @@ def sqlite3_service_connection(device: Device) -> sqlite3.Connection:
 
 @pytest.fixture(scope="module")
 def four_runs(
-    tmp_path_factory: pytest.TempPathFactory, template_repository: Path
+    tmp_path_factory: pytest.TempPathFactory, template_repository: Path, driver: Path
 ) -> tuple[Device, list[Any]]:
     """keep_last 2 (every other keep 0) and check_subsets 3, four runs with a deposit between each."""
-    device = Device(tmp_path_factory.mktemp("four-runs") / "device")
+    device = Device(tmp_path_factory.mktemp("four-runs") / "device", driver)
     device.use_repository(template_repository)
     device.create_database(10)
     keeps = {"keep_last": 2, "keep_hourly": 0, "keep_daily": 0, "keep_weekly": 0, "keep_monthly": 0}

@@ -1,5 +1,5 @@
-"""Helpers for the rvm-backup tests: a fake device tree in tmp_path, the script run as production runs it
-(a subprocess), real restic on a local repository, real SQLite.
+"""Helpers for the rvm-backup end-to-end tests: a fake device tree in tmp_path, the driver run as production
+runs it (the zipapp built by agents/zipapp.py, as a subprocess), real restic on a local repository, real SQLite.
 
 Speed: restic derives the repository key with scrypt at parameters calibrated to ~0.5 s per command at
 `restic init`, which would make this suite several times slower. `weaken_kdf` rewraps the master key of a
@@ -28,8 +28,10 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = REPO_ROOT / "roles" / "backup" / "files" / "rvm-backup"
+REPO_ROOT = Path(__file__).resolve().parents[3]
+ZIPAPP_BUILDER = REPO_ROOT / "agents" / "zipapp.py"
+PACKAGE = REPO_ROOT / "agents" / "rvm_backup" / "src" / "rvm_backup"
+ENTRY_POINT = "rvm_backup.cli:main"
 PASSWORD = "rvm-Test-pw-Corr3ct-Horse-4711"
 HOST = "rvm-test-07"
 TAG = "rvm-edge"
@@ -44,6 +46,16 @@ def restic_binary() -> str:
             "restic is not installed (these tests run the real restic): run `make deps`", pytrace=False
         )
     return found
+
+
+def build_driver(out: Path) -> Path:
+    """The one file the backup role installs on a device, built by the same command the role runs."""
+    subprocess.run(
+        [sys.executable, str(ZIPAPP_BUILDER), str(PACKAGE), "--main", ENTRY_POINT, "-o", str(out)],
+        check=True,
+        capture_output=True,
+    )
+    return out
 
 
 # ----------------------------------------------------------------------------------------- restic keys
@@ -144,8 +156,9 @@ class Result:
 class Device:
     """A device's file tree under tmp_path, with config, live database and repository."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, driver: Path) -> None:
         self.root = root
+        self.driver = driver
         self.etc = root / "etc" / "rvm-edge"
         self.data = root / "var" / "lib" / "rvm-edge"
         self.database = self.data / "rvm-edge.sqlite3"
@@ -211,8 +224,8 @@ class Device:
         shutil.copytree(template, self.repository)
 
     def rvm_backup(self, *args: str, config: Path | None = None) -> Result:
-        """The script as systemd/Ansible run it; asserts no secret ever shows up in its output."""
-        argv = [sys.executable, str(SCRIPT), *args, "--config", str(config or self.config_path)]
+        """The driver as systemd/Ansible run it; asserts no secret ever shows up in its output."""
+        argv = [sys.executable, str(self.driver), *args, "--config", str(config or self.config_path)]
         proc = subprocess.run(argv, capture_output=True, text=True, env=clean_env(), timeout=120, check=False)
         self.outputs += [proc.stdout, proc.stderr]
         for secret in self.secrets:
