@@ -1,0 +1,1 @@
+"""Control-node tools for the RVM fleet (never installed on a device)."""
