@@ -56,7 +56,7 @@ def test_not_json_and_missing_manifest(tmp_path: Path) -> None:
     bad.write_text("{not json")
     with pytest.raises(ManifestError, match="not valid JSON"):
         load_manifest(bad)
-    with pytest.raises(ManifestError, match="make -C app lab-models"):
+    with pytest.raises(ManifestError, match="make -C toolchain lab-models"):
         load_manifest(tmp_path / "absent.json")
 
 
@@ -65,7 +65,7 @@ def test_missing_model_file_names_sha_and_command(one_bottle_model: Path) -> Non
     (one_bottle_model.parent / entry.file).unlink()
     (problem,) = verify(one_bottle_model)
     assert "missing" in problem and entry.sha256 in problem
-    assert "rvm-edge models verify" in problem and "make -C app lab-models" in problem
+    assert "rvm-edge models verify" in problem and "make -C toolchain lab-models" in problem
 
 
 def test_corrupt_model_file_is_caught_by_sha256(one_bottle_model: Path) -> None:

@@ -8,15 +8,25 @@ to a scratch directory and the wheel is built there, with SOURCE_DATE_EPOCH fixe
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 from rvm_bundle import BuildError
 
 # What a build of the app needs; venvs, caches, models and tests stay behind.
 _SOURCE_ENTRIES = ("pyproject.toml", "setup.cfg", "setup.py", "README.md", "LICENSE", "MANIFEST.in", "src")
+# What a device must never install (DESIGN §2): the control node's model toolchain, benchmarks that
+# start the lab's simulator, the lab's own packages, torch and ultralytics.
+_FORBIDDEN = re.compile(
+    r"(^|/)(rvm_toolchain|toolchain|benchmarks?|rvm_platform_sim|lab|torch|ultralytics|sam2)(/|\.py$)"
+    r"|(^|/)[^/]*bench[^/]*\.py$"
+)
+# rvm_edge/bench.py is the device's own `rvm-edge bench` (no simulator, no torch): allowed.
+_ALLOWED = frozenset({"rvm_edge/bench.py"})
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", ".pytest_cache", ".ruff_cache")
 
 
@@ -46,3 +56,20 @@ def build_wheel(app_dir: Path, scratch: Path, epoch: int) -> Path:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
         raise BuildError(f"app: pip wheel {app_dir} failed (exit {proc.returncode}):\n{tail}")
     return wheels[0]
+
+
+def forbidden_entries(wheel: Path) -> list[str]:
+    """Files in a device wheel that belong to the control node or the lab (empty when clean)."""
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+    return [n for n in names if n not in _ALLOWED and _FORBIDDEN.search(n)]
+
+
+def check_device_wheel(wheel: Path) -> None:
+    """Refuse a device wheel that carries toolchain, benchmark or lab modules."""
+    bad = forbidden_entries(wheel)
+    if bad:
+        raise BuildError(
+            f"app: {wheel.name} carries modules a device must not install: {', '.join(bad[:10])}"
+            " (the model toolchain is toolchain/, benchmarks are benchmarks/)"
+        )

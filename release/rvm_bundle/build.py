@@ -22,7 +22,7 @@ from types import ModuleType
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from rvm_bundle import BuildError
-from rvm_bundle.appwheel import build_wheel
+from rvm_bundle.appwheel import build_wheel, check_device_wheel
 from rvm_bundle.lockfile import read_pins, render
 from rvm_bundle.models import copy_models
 from rvm_bundle.target import Target
@@ -123,6 +123,7 @@ def build(inputs: Inputs) -> Result:
             app_wheel = inputs.app_wheel
         else:
             app_wheel = build_wheel(inputs.app_dir, scratch, epoch)
+        check_device_wheel(app_wheel)
         app_name, app_version, _, _ = parse_wheel_filename(app_wheel.name)
         if any(pin.name == canonicalize_name(app_name) for pin in pins):
             raise BuildError(f"{inputs.requirements}: pins the app itself ({app_name}); remove that line")

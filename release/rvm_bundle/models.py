@@ -66,7 +66,7 @@ def copy_models(source: Path, dest: Path, skip: tuple[str, ...] = ()) -> list[st
     if not manifests:
         raise BuildError(
             f"models: no {MODEL_MANIFEST} under {source}; export models first "
-            "(make -C app lab-models / sam2-lab) or pass --models"
+            "(make -C toolchain lab-models / sam2-lab) or pass --models"
         )
     written: list[str] = []
     for manifest in manifests:

@@ -21,6 +21,7 @@ import pytest
 import rvm_health_gate
 import yaml
 from ansible.module_utils.rvm_health_gate_core import UnitState, parse_show
+from device_python import device_python
 from rvm_health_gate_helpers import (
     Rig,
     ScriptedServer,
@@ -663,8 +664,7 @@ def test_module_through_ansible_playbook_on_the_device_python(
     playbook_bin = Path(sys.executable).parent / "ansible-playbook"
     if not playbook_bin.exists():
         pytest.skip("ansible-playbook is not installed beside this Python")
-    python310 = Path("/root/.pyenv/versions/3.10.13/bin/python3.10")
-    interpreter = str(python310) if python310.exists() else sys.executable
+    interpreter = device_python("rvm_health_gate through ansible-playbook")
     _write_show(fake_systemd, "broken", unit_props("failed", result="start-limit-hit", code=1, status=1))
     (fake_systemd / "play.yml").write_text(PLAYBOOK)
     env = dict(

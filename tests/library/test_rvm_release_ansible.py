@@ -14,10 +14,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from device_python import device_python
 from rvm_release_helpers import LIBRARY, MODULE_UTILS, make_bundle, sha256
 
 PLAYBOOK = Path(__file__).parent / "playbooks" / "rvm_release_flow.yml"
-PYTHON310 = Path("/root/.pyenv/versions/3.10.13/bin/python3.10")
 
 
 def _ansible_playbook() -> str:
@@ -29,7 +29,7 @@ def _ansible_playbook() -> str:
 
 
 def test_deploy_and_rollback_through_ansible_playbook(tmp_path: Path) -> None:
-    interpreter = str(PYTHON310) if PYTHON310.exists() else sys.executable
+    interpreter = device_python("rvm_release through ansible-playbook")
     bundles = tmp_path / "bundles"
     v1 = make_bundle(bundles, "1.0.0")
     v2 = make_bundle(bundles, "2.0.0")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from release_helpers import LAB, Project, make_wheel
+
 from rvm_bundle.build import load_format
 
 Cli = Callable[[list[str]], tuple[int, str, str]]

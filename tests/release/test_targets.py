@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from rvm_bundle import BuildError
 from rvm_bundle.lockfile import read_pins
 from rvm_bundle.target import Target

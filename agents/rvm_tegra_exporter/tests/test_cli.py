@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
 from conftest import ORIN_NANO_IDLE, ORIN_NANO_LOAD
 
 SRC = Path(__file__).resolve().parent.parent / "src"

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import NVPMODEL_CONF
 from rvm_tegra_exporter.nvpmodel import PowerMode, PowerModeError, parse_conf, parse_status, read_power_mode
+
+from conftest import NVPMODEL_CONF
 
 
 def test_conf_names_by_id() -> None:

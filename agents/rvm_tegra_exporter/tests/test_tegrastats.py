@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from conftest import NANO_JP4, ORIN_NANO_IDLE, ORIN_NANO_LOAD
 from rvm_tegra_exporter.tegrastats import Rail, TegrastatsParseError, parse_line
+
+from conftest import NANO_JP4, ORIN_NANO_IDLE, ORIN_NANO_LOAD
 
 MB = 1024 * 1024
 

@@ -1,9 +1,10 @@
 """``rvm-edge bench``: where the time and memory go, on real frames, on this machine.
 
 Measures, per frame: image decode -> letterbox -> model -> decode/NMS -> decision (``e2e``),
-the model alone (``model``), and SAM2 (encode + box decode) for accepted items. Optionally runs
-ultralytics' own pipeline on the same frames in the same run, and a soak that reports the
-resident-memory slope. Figures are printed as a table, written as JSON and plotted.
+the model alone (``model``), and SAM2 (encode + box decode) for accepted items, and optionally a
+soak that reports the resident-memory slope. Figures are printed as a table, written as JSON and
+plotted. The comparison with ultralytics' own pipeline (torch) is the toolchain's
+``rvm-toolchain compare-ultralytics``, which drives :func:`run_ours` with its ``interleave`` hook.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import psutil
 
 from rvm_edge.decision import DecisionConfig, decide
 from rvm_edge.detector import Detector
-from rvm_edge.messages import Deposit, Detection, Detections, ItemResult
+from rvm_edge.messages import Deposit, Detections, ItemResult
 from rvm_edge.segment import Sam2Segmenter
 from rvm_edge.sources import IMAGE_SUFFIXES
 
@@ -102,42 +103,6 @@ def run_ours(
         if interleave is not None:
             interleave(i, data)
     return s
-
-
-class UltralyticsPipeline:
-    """ultralytics' own predict pipeline (its letterbox, its NMS) on the same frames, same decision.
-
-    Called right after each of our frames (``run_ours(..., interleave=this)``), so both pipelines
-    see the same machine load: on a shared 2-core machine, back-to-back runs drift by more than the
-    difference being measured.
-    """
-
-    def __init__(self, model_path: Path, imgsz: int, decision: DecisionConfig, keep: int) -> None:
-        os.environ.setdefault("YOLO_OFFLINE", "1")
-        from ultralytics import YOLO
-
-        self.model = YOLO(str(model_path), task="detect")
-        self.imgsz, self.decision, self.keep = imgsz, decision, keep
-        self.e2e: list[float] = []
-        self.detections: list[Detections] = []
-        blank = np.full((imgsz, imgsz, 3), 114, np.uint8)
-        for _ in range(2):
-            self.model.predict(blank, imgsz=imgsz, rect=False, verbose=False)
-
-    def __call__(self, i: int, data: bytes) -> None:
-        names = self.model.names
-        t0 = time.perf_counter()
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-        # rect=False: the full square letterbox, as the exported model sees it (predict's default
-        # minimal rectangle feeds a .pt fewer pixels and so different detections)
-        r = self.model.predict(image, imgsz=self.imgsz, rect=False, verbose=False)[0]
-        boxes = zip(r.boxes.cls.tolist(), r.boxes.conf.tolist(), r.boxes.xyxy.tolist(), strict=True)
-        items = tuple(Detection(int(c), str(names[int(c)]), float(p), tuple(b)) for c, p, b in boxes)
-        det = Detections(i, image.shape[:2], items)
-        decide(det, self.decision)
-        self.e2e.append((time.perf_counter() - t0) * 1e3)
-        if i < self.keep:
-            self.detections.append(det)
 
 
 def box_iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:

@@ -1,4 +1,8 @@
-"""The ``rvm-edge`` command line (argparse): detect, stream, bench, models verify|export, version.
+"""The ``rvm-edge`` command line (argparse): detect, stream, bench, models verify, version, and the
+service's commands.
+
+The device runtime only: nothing here imports the model toolchain (``rvm-toolchain``, control node)
+or torch; ``models export`` is a pointer to it.
 
 Errors a user can fix (a bad path, a corrupt model, an unknown backend) end with one clear
 line on stderr and exit code 2, never a traceback.
@@ -179,7 +183,7 @@ def _maybe_segmenter(args: argparse.Namespace, detector_manifest: Path):
     path = args.sam2_manifest or default_sam2_manifest(detector_manifest)
     if not path.is_file():
         if args.sam2_manifest:
-            raise UserError(f"{path}: SAM2 manifest not found; build it with `make -C app sam2-lab`")
+            raise UserError(f"{path}: SAM2 manifest not found; build it with `make -C toolchain sam2-lab`")
         print(f"rvm-edge: no SAM2 models at {path}: segmentation off", file=sys.stderr)
         return None
     from rvm_edge.segment import load_segmenter
@@ -199,18 +203,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     segmenter = _maybe_segmenter(args, detector_manifest=args.manifest or default_manifest())
     detector.warm_up(3)
     iterations = max(args.iterations, len(frames))
-    reference = None
-    if args.compare_ultralytics:
-        from rvm_edge.manifest import load_manifest
-
-        m = load_manifest(args.manifest or default_manifest())
-        entry = m.by_name(args.model) if args.model else m.by_role("detector")
-        ref_model = args.ultralytics_model or m.file_path(entry)
-        reference = bench.UltralyticsPipeline(ref_model, entry.input_shape[-1], decision, len(frames))
     if args.batch > 1:
         ours = bench.run_batched(detector, frames, decision, iterations, args.batch)
     else:
-        ours = bench.run_ours(detector, frames, decision, iterations, None, interleave=reference)
+        ours = bench.run_ours(detector, frames, decision, iterations)
     if segmenter is not None:
         segmenter.warm_up()
         seg = bench.run_ours(detector, frames, decision, len(frames), segmenter, args.segment_items)
@@ -220,22 +216,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     report["rss_all_models_loaded_mb"] = bench.rss_mb()
     if args.soak:
         report.update(bench.soak(detector, args.frames_dir, decision, args.soak, segmenter))
-    ultra = None
-    if reference is not None:
-        ultra = reference.e2e
-        report["ultralytics_model"] = str(ref_model)
-        report["peak_rss_includes_ultralytics"] = True  # torch shares the process: measure RSS without it
-        report["ultralytics_e2e_ms_p50"] = bench.percentile(ultra, 50)
-        report["ultralytics_e2e_ms_p95"] = bench.percentile(ultra, 95)
-        report["ultralytics_speedup"] = report["ultralytics_e2e_ms_p50"] / report["e2e_ms_p50"]
-        pairs = zip(ours.detections, reference.detections, strict=False)
-        agree = [bench.detections_agree(a, b) for a, b in pairs]
-        report["equal_detections_fraction"] = sum(agree) / len(agree) if agree else None
     print(bench.format_table(report))
     if args.json:
         bench.write_json(report, args.json)
     if args.plot:
-        bench.plot(report, ours, ultra, args.plot)
+        bench.plot(report, ours, None, args.plot)
     return 0
 
 
@@ -264,21 +249,11 @@ def cmd_version(_: argparse.Namespace) -> int:
     return 0
 
 
-def _register_toolchain(models_sub: argparse._SubParsersAction) -> None:
-    """``models export`` belongs to the model toolchain (needs the export extra); absent -> explained."""
-    try:
-        from rvm_edge.toolchain import cli as toolchain_cli
-    except ImportError:
-        toolchain_cli = None
-    if toolchain_cli is not None and hasattr(toolchain_cli, "register"):
-        toolchain_cli.register(models_sub)
-        return
-    p = models_sub.add_parser("export", help="export models (needs the export extra)")
-
-    def unavailable(_: argparse.Namespace) -> int:
-        raise UserError("`models export` needs the model toolchain: install with `make -C app export-venv`")
-
-    p.set_defaults(func=unavailable)
+def _models_export_pointer(_: argparse.Namespace) -> int:
+    raise UserError(
+        "model export is the control node's toolchain, not the device's: "
+        "`make -C toolchain venv`, then `rvm-toolchain export --help`"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -311,12 +286,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--soak", type=int, default=0, metavar="N", help="also run N frames and report the RSS slope"
     )
-    p.add_argument(
-        "--compare-ultralytics", action="store_true", help="also time ultralytics on the same frames"
-    )
-    p.add_argument(
-        "--ultralytics-model", type=Path, default=None, help="model for ultralytics (default: same)"
-    )
     p.add_argument("--sam2-manifest", type=Path, default=None)
     p.add_argument("--sam2-backend", default="onnxruntime", help="SAM2 encoder: onnxruntime | openvino")
     p.add_argument("--sam2-precision", default="f32", help="SAM2 encoder precision on OpenVINO (f32 | bf16)")
@@ -326,12 +295,17 @@ def build_parser() -> argparse.ArgumentParser:
     _detector_args(p)
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("models", help="model files: verify (and export with the toolchain)")
+    p = sub.add_parser("models", help="model files: verify against their manifest")
     models_sub = p.add_subparsers(dest="models_command", required=True)
     v = models_sub.add_parser("verify", help="check model files against their manifest")
     v.add_argument("manifests", nargs="*", type=Path, help="manifest.json files (default: the lab manifest)")
     v.set_defaults(func=cmd_models_verify)
-    _register_toolchain(models_sub)
+    # prefix_chars="+": whatever options follow are swallowed, so the pointer is what the user sees
+    e = models_sub.add_parser(
+        "export", help="moved to the control node's toolchain: rvm-toolchain export", prefix_chars="+"
+    )
+    e.add_argument("ignored", nargs="*", help=argparse.SUPPRESS)
+    e.set_defaults(func=_models_export_pointer)
 
     p = sub.add_parser("version", help="print the version")
     p.set_defaults(func=cmd_version)

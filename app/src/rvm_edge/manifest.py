@@ -29,8 +29,8 @@ FORMATS = ("onnx", "openvino_ir", "tensorrt_engine")
 PRECISIONS = ("fp32", "fp16", "int8")
 VERIFY_COMMAND = "rvm-edge models verify {path}"
 REBUILD_HINT = (
-    "restore the file from the release bundle, or rebuild the lab models with `make -C app lab-models` "
-    "(SAM2: `make -C app sam2-lab`), then run `{verify}`"
+    "restore the file from the release bundle, or rebuild the lab models with `make -C toolchain lab-models` "
+    "(SAM2: `make -C toolchain sam2-lab`), then run `{verify}`"
 )
 
 
@@ -202,7 +202,7 @@ def load_manifest(path: str | os.PathLike[str]) -> Manifest:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ManifestError(
-            f"{p}: model manifest not found; build the lab models with `make -C app lab-models` "
+            f"{p}: model manifest not found; build the lab models with `make -C toolchain lab-models` "
             "or install a release bundle that carries one"
         ) from None
     try:

@@ -48,7 +48,11 @@ _REGISTRY: dict[str, tuple[str, str, str]] = {
         "TensorRTBackend",
         "JetPack's python3-libnvinfer and cuda-python",
     ),
-    "ultralytics": ("rvm_edge.backends.reference", "UltralyticsBackend", "pip install 'rvm-edge[export]'"),
+    "ultralytics": (
+        "rvm_edge.backends.reference",
+        "UltralyticsBackend",
+        "the toolchain venv: make -C toolchain venv",
+    ),
 }
 
 

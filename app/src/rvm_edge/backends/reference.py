@@ -1,7 +1,7 @@
 """ultralytics as a reference backend (development and benchmarks only: it needs torch).
 
 Runs the same model file through ultralytics' AutoBackend, so the raw output can be compared
-with the project's own backends; the full ultralytics pipeline lives in :mod:`rvm_edge.reference`.
+with the project's own backends; ultralytics' full pipeline is timed by the toolchain (``rvm-toolchain compare-ultralytics``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ class UltralyticsBackend(Backend):
             import torch
             from ultralytics.nn.autobackend import AutoBackend
         except ImportError as exc:
-            raise BackendError(f"the ultralytics backend needs the export extra: {exc}") from exc
+            raise BackendError(
+                f"the ultralytics backend needs torch + ultralytics (the toolchain venv, `make -C toolchain venv`): {exc}"
+            ) from exc
         self._torch = torch
         self.model = AutoBackend(str(model_path), device=torch.device("cpu"), fp16=False)
         meta = getattr(self.model, "metadata", None) or {}

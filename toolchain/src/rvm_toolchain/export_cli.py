@@ -1,11 +1,11 @@
-"""``rvm-edge models export``: the model toolchain's command, registered into the runtime's CLI.
+"""``rvm-toolchain export``: a YOLO checkpoint and/or a SAM2 checkpoint to ONNX + manifest.
 
-Importing this module must stay cheap and torch-free (the device's CLI imports it to build its
-parser); torch, ultralytics and sam2 are imported only when the command runs, and their absence is
-reported as the command that installs them.
+Importing this module stays cheap and torch-free (``rvm-toolchain --help`` builds every parser);
+torch, ultralytics and sam2 are imported only when the command runs, and their absence is reported
+as the command that installs them.
 
-    rvm-edge models export --yolo best.pt --out DIR [--imgsz 320] [--int8 --calib FRAMES] [--val IMAGES]
-    rvm-edge models export --sam2 [CHECKPOINT.pt] --out DIR [--sam2-variant tiny] [--seed 0]
+    rvm-toolchain export --yolo best.pt --out DIR [--imgsz 320] [--int8 --calib FRAMES] [--val IMAGES]
+    rvm-toolchain export --sam2 [CHECKPOINT.pt] --out DIR [--sam2-variant tiny] [--seed 0]
 
 Each run adds its models to ``DIR/manifest.json`` (entries with the same name are replaced).
 """
@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rvm_edge.toolchain.sam2_export import SAM2_CONFIGS
+from rvm_toolchain.sam2_export import SAM2_CONFIGS
 
 EXIT_ERROR = 2
 RANDOM = "random"
@@ -32,16 +32,16 @@ def _require_toolchain() -> None:
     missing = [m for m in ("torch", "ultralytics", "onnx") if importlib.util.find_spec(m) is None]
     if missing:
         raise ToolchainMissingError(
-            f"`rvm-edge models export` needs {', '.join(missing)} (the export extra, control node only): "
-            "run `make -C app export-venv` and use /work/main/.venv-export/bin/rvm-edge"
+            f"`rvm-toolchain export` needs {', '.join(missing)} (the export extra, control node only): "
+            "run `make -C toolchain venv` and use its rvm-toolchain"
         )
 
 
-def register(models_subparsers: Any) -> None:
-    """Add ``export`` to the ``rvm-edge models`` sub-commands."""
-    p = models_subparsers.add_parser(
+def register(subparsers: Any) -> None:
+    """Add ``export`` to the ``rvm-toolchain`` sub-commands."""
+    p = subparsers.add_parser(
         "export",
-        help="export a YOLO .pt and/or a SAM2 checkpoint to ONNX + manifest (needs the export extra)",
+        help="export a YOLO .pt and/or a SAM2 checkpoint to ONNX + manifest (needs torch + ultralytics)",
         description="Export models to ONNX and add them to OUT/manifest.json (same name: replaced).",
     )
     p.add_argument("--out", type=Path, required=True, help="folder for the ONNX files and manifest.json")
@@ -88,8 +88,8 @@ def _check_args(args: argparse.Namespace) -> None:
 
 def _export_yolo(args: argparse.Namespace) -> None:
     from rvm_edge.manifest import sha256_file
-    from rvm_edge.toolchain.detector_bundle import DetectorExport, export_bundle
-    from rvm_edge.toolchain.manifests import merge_into
+    from rvm_toolchain.detector_bundle import DetectorExport, export_bundle
+    from rvm_toolchain.manifests import merge_into
 
     version = args.model_version or f"sha-{sha256_file(args.yolo)[:12]}"
     spec = DetectorExport(
@@ -115,7 +115,7 @@ def _export_yolo(args: argparse.Namespace) -> None:
 
 def _export_sam2(args: argparse.Namespace) -> None:
     from rvm_edge.manifest import sha256_file
-    from rvm_edge.toolchain.sam2_export import Sam2Recipe, export_sam2
+    from rvm_toolchain.sam2_export import Sam2Recipe, export_sam2
 
     ckpt = None if args.sam2 == RANDOM else Path(args.sam2)
     recipe = Sam2Recipe(
@@ -146,10 +146,10 @@ def run_export(args: argparse.Namespace) -> int:
     try:
         _check_args(args)
         _require_toolchain()
-        from rvm_edge.toolchain.evaluate import EvaluateError
-        from rvm_edge.toolchain.quantize import QuantizeError
-        from rvm_edge.toolchain.sam2_export import Sam2ExportError
-        from rvm_edge.toolchain.yolo_export import ExportError
+        from rvm_toolchain.evaluate import EvaluateError
+        from rvm_toolchain.quantize import QuantizeError
+        from rvm_toolchain.sam2_export import Sam2ExportError
+        from rvm_toolchain.yolo_export import ExportError
 
         errors += (EvaluateError, QuantizeError, Sam2ExportError, ExportError)
         if args.yolo is not None:
@@ -157,7 +157,7 @@ def run_export(args: argparse.Namespace) -> int:
         if args.sam2 is not None:
             _export_sam2(args)
     except errors as exc:
-        print(f"rvm-edge: error: {exc}", file=sys.stderr)
+        print(f"rvm-toolchain: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     manifest = args.out / "manifest.json"
     print(f"manifest: {manifest} (check with `rvm-edge models verify {manifest}`)")

@@ -16,7 +16,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from rvm_edge.toolchain import offline
+from rvm_toolchain import offline
 
 DEFAULT_OPSET = 17
 
@@ -48,7 +48,7 @@ def describe(onnx_path: Path) -> DetectorInfo:
     meta = {p.key: p.value for p in model.metadata_props}
     if "names" not in meta:
         raise ExportError(
-            f"{onnx_path}: no 'names' metadata; export it with `rvm-edge models export` (ultralytics)"
+            f"{onnx_path}: no 'names' metadata; export it with `rvm-toolchain export` (ultralytics)"
         )
     names = ast.literal_eval(meta["names"])
     classes = (

@@ -1,8 +1,11 @@
 """The committed lab detector: the files match their manifest and they really detect bottles and cans.
 
-Runs the committed ONNX files with onnxruntime on held-out frames rendered again from the recorded
-seed (the generator is deterministic), so a model that was swapped, broken by quantisation or
-trained on something else fails here, while no training happens in CI.
+Runs the committed ONNX files with onnxruntime on frames rendered again from the recorded seed (the
+generator is deterministic), so a model that was swapped, broken by quantisation or trained on
+something else fails here, while no training happens in CI. The accuracy figure is measured here,
+not read from the manifest: mAP50 with the toolchain's evaluator on the generator's "test" split,
+which neither training nor the choice of checkpoint ever saw (the manifest's ``map50_val`` is on the
+"val" split, the one ultralytics picked best.pt with, so it is optimistic).
 """
 
 from __future__ import annotations
@@ -15,13 +18,16 @@ import pytest
 
 from rvm_edge.manifest import load_manifest, verify
 from rvm_edge.preprocess import Preprocessor
-from rvm_edge.toolchain import synth
+from rvm_toolchain import synth
 
 ort = pytest.importorskip("onnxruntime")
 
-LAB = Path(__file__).resolve().parents[2] / "models" / "lab"
+LAB = Path(__file__).resolve().parents[2] / "app" / "models" / "lab"
 FRAMES = 24
-MIN_MAP50 = 0.9  # issue 3's target; the committed model (lab-2) reaches 0.930 / 0.926
+TEST_FRAMES = 200  # about 10 s per model with onnxruntime on 2 cores
+# Measured on the 200 test frames (seed 0, split "test"): FP32 0.916, INT8 0.904 (lab-2); the
+# guard sits a little below the lower of the two.
+MIN_MAP50_TEST = 0.89
 RECALL = 0.75  # right class at IoU >= 0.5, conf >= 0.25: measured 0.82 (FP32), 0.79 (INT8) here
 
 
@@ -72,9 +78,10 @@ def _recall(detections: list[list[tuple[int, float, np.ndarray]]], samples: list
 
 
 @pytest.fixture(scope="module")
-def held_out(manifest) -> list[synth.Sample]:
+def unseen(manifest) -> list[synth.Sample]:
+    """Frames of the "test" split: neither training nor the checkpoint choice saw them."""
     seed = manifest.models[0].source["seed"]
-    return [s for _, s in synth.samples(seed, "val", FRAMES)]
+    return [s for _, s in synth.samples(seed, "test", FRAMES)]
 
 
 def test_lab_files_match_their_manifest(manifest) -> None:
@@ -84,20 +91,42 @@ def test_lab_files_match_their_manifest(manifest) -> None:
         assert m.classes == ("bottle", "can", "other") and m.input_shape == (1, 3, 320, 320)
 
 
-def test_manifest_records_how_to_reproduce_and_the_measured_map(manifest) -> None:
+def test_manifest_records_how_to_reproduce(manifest) -> None:
     for m in manifest.models:
-        assert m.source["reproduce"].startswith("make -C app lab-models LAB_SEED=")
-        # issue 3 targets > 0.9 for FP32 and INT8 (models/lab/README.md)
-        assert m.source["metrics"]["map50_val"] > MIN_MAP50
+        assert m.source["reproduce"].startswith("make -C toolchain lab-models LAB_SEED=")
+        assert m.source["data"]["seed"] == m.source["seed"]
+
+
+def test_map50_on_the_unseen_test_split(manifest, tmp_path: Path) -> None:
+    """mAP50 of both committed files on frames no training step or checkpoint choice saw."""
+    pytest.importorskip("ultralytics")
+    from rvm_toolchain.evaluate import evaluate_manifest
+
+    seed = manifest.models[0].source["seed"]
+    report = evaluate_manifest(LAB / "manifest.json", seed, "test", TEST_FRAMES, tmp_path)
+    figures = {report[m.name]["precision"]: report[m.name]["map50"] for m in manifest.models}
+    print(f"\nlab detector mAP50 on {TEST_FRAMES} unseen test frames (seed {seed}): {figures}")
+    assert set(figures) == {"fp32", "int8"}
+    for precision, value in figures.items():
+        assert value >= MIN_MAP50_TEST, f"{precision}: mAP50 {value} on the test split"
+
+
+def test_test_split_shares_no_frame_with_training_or_selection(manifest) -> None:
+    """The frame indices scored above lie outside every range the recipe trained, picked or calibrated on."""
+    data = manifest.models[0].source["data"]
+    first = synth.SPLIT_OFFSETS["test"]
+    for split in ("train", "val", "calib"):
+        start, count = synth.SPLIT_OFFSETS[split], data[split]
+        assert first + TEST_FRAMES <= start or start + count <= first, split
 
 
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
-def test_lab_model_finds_the_objects_in_held_out_frames(manifest, held_out, precision: str) -> None:
+def test_lab_model_finds_the_objects_in_unseen_frames(manifest, unseen, precision: str) -> None:
     entry = next(m for m in manifest.models if m.precision == precision)
     sess = ort.InferenceSession(str(LAB / entry.file), providers=["CPUExecutionProvider"])
     pre = Preprocessor(320, 320)
-    detections = [_detect(sess, pre, s.image) for s in held_out]
-    assert _recall(detections, held_out) >= RECALL
+    detections = [_detect(sess, pre, s.image) for s in unseen]
+    assert _recall(detections, unseen) >= RECALL
     seed = manifest.models[0].source["seed"]
-    empty = [synth.render(seed, synth.SPLIT_OFFSETS["val"] + i, objects=0).image for i in range(6)]
+    empty = [synth.render(seed, synth.SPLIT_OFFSETS["test"] + i, objects=0).image for i in range(6)]
     assert [_detect(sess, pre, image) for image in empty] == [[]] * 6  # nothing invented on an empty tray

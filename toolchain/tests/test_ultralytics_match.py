@@ -2,7 +2,7 @@
 
 Same model file, same frames: ultralytics' predict pipeline against ``rvm_edge.detector``. Every
 detection must match one of the same class with box IoU >= 0.99 and confidence within 0.01.
-Needs ultralytics (the export venv) and the committed lab model: ``make -C app test-reference``
+Needs ultralytics (the toolchain venv) and the committed lab model: ``make -C toolchain test``
 runs it there and sets RVM_REQUIRE_REFERENCE=1 so a missing prerequisite fails instead of skipping.
 """
 
@@ -13,26 +13,18 @@ import os
 import numpy as np
 import pytest
 
-from conftest import LAB_MANIFEST
+from conftest import LAB_MANIFEST, require
 from rvm_edge.bench import box_iou
 from rvm_edge.detector import DetectorConfig, load_detector
 from rvm_edge.manifest import load_manifest
 from rvm_edge.messages import Detection
+from rvm_toolchain import synth
 
 pytestmark = pytest.mark.ultralytics
 FRAMES = 24
 
 
-def _require(condition: bool, why: str) -> None:
-    if not condition:
-        if os.environ.get("RVM_REQUIRE_REFERENCE") == "1":
-            pytest.fail(why)
-        pytest.skip(why)
-
-
 def _frames() -> list[np.ndarray]:
-    from rvm_edge.toolchain import synth
-
     return [s.image for _, s in synth.samples(7, "frames", FRAMES)]
 
 
@@ -44,12 +36,12 @@ def _detectors() -> list[str]:
 
 @pytest.mark.parametrize("model_name", _detectors() or ["(no lab model)"])
 def test_same_detections_as_ultralytics(model_name: str) -> None:
-    _require(LAB_MANIFEST.is_file(), f"no lab model at {LAB_MANIFEST}: run `make -C app lab-models`")
+    require(LAB_MANIFEST.is_file(), f"no lab model at {LAB_MANIFEST}: run `make -C toolchain lab-models`")
     try:
         os.environ.setdefault("YOLO_OFFLINE", "1")
         from ultralytics import YOLO
     except ImportError:
-        _require(False, "ultralytics is not installed here: run `make -C app test-reference`")
+        require(False, "ultralytics is not installed here: run `make -C toolchain test`")
     manifest = load_manifest(LAB_MANIFEST)
     entry = manifest.by_name(model_name)
     ours = load_detector(LAB_MANIFEST, "onnxruntime", model_name, DetectorConfig(0.25, 0.7))
@@ -87,9 +79,9 @@ def test_ultralytics_backend_gives_the_raw_output_of_onnxruntime(one_bottle_mode
     from rvm_edge.backends import BackendError, create_backend
 
     try:
-        reference = create_backend("ultralytics", one_bottle_model.parent / "fixed.onnx")
+        reference = create_backend("ultralytics", one_bottle_model)
     except BackendError as exc:  # no torch/ultralytics in this venv
-        _require(False, f"ultralytics backend unavailable here: {exc}")
-    ours = create_backend("onnxruntime", one_bottle_model.parent / "fixed.onnx")
+        require(False, f"ultralytics backend unavailable here: {exc}")
+    ours = create_backend("onnxruntime", one_bottle_model)
     x = np.random.default_rng(1).random(ours.input_shape, dtype=np.float32)
     np.testing.assert_allclose(reference.infer(x), ours.infer(x), atol=1e-6)

@@ -16,7 +16,7 @@ pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
 
 from rvm_edge.manifest import load_manifest, verify  # noqa: E402
-from rvm_edge.toolchain import sam2_export as se  # noqa: E402
+from rvm_toolchain import sam2_export as se  # noqa: E402
 
 SEED = 3
 

@@ -38,7 +38,7 @@ def _local_font() -> Path:
     raise OfflineSetupError(
         "no local TrueType font to stand in for Arial (looked at "
         + ", ".join(str(c) for c in candidates)
-        + "); install matplotlib into the export venv (`make -C app export-venv`) "
+        + "); install matplotlib into the export venv (`make -C toolchain venv`) "
         "or `apt-get install fonts-dejavu-core`"
     )
 

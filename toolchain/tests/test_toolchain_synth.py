@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from rvm_edge.toolchain import synth
+from rvm_toolchain import synth
 
 SIZE = (320, 240)
 
@@ -32,8 +32,8 @@ def test_a_frame_does_not_depend_on_how_many_are_made() -> None:
 
 
 def test_splits_never_share_a_frame() -> None:
-    """A held-out frame is never a training frame: the splits use disjoint index ranges."""
-    from rvm_edge.toolchain import lab
+    """No frame of one split is a frame of another: the splits use disjoint index ranges."""
+    from rvm_toolchain import lab
 
     firsts = {split: [i for i, _ in synth.samples(0, split, 2, (64, 48))] for split in synth.SPLIT_OFFSETS}
     all_indices = [i for indices in firsts.values() for i in indices]
@@ -44,8 +44,8 @@ def test_splits_never_share_a_frame() -> None:
 
 
 def test_unknown_split_is_named_in_the_error() -> None:
-    with pytest.raises(ValueError, match="unknown split 'test'"):
-        next(synth.samples(0, "test", 1))
+    with pytest.raises(ValueError, match="unknown split 'holdout'"):
+        next(synth.samples(0, "holdout", 1))
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,9 @@
-"""The model toolchain: builds the ONNX files the device runs (control node only, never on the device).
+"""rvm-toolchain: builds the ONNX files the device runs (control node only, never on the device).
 
-It needs the ``export`` extra (torch, ultralytics, sam2, onnx) which the device runtime must not
-carry, so every module here imports those lazily, inside the functions that need them: importing
-``rvm_edge.toolchain.cli`` from the runtime CLI stays cheap and works without torch.
+A distribution of its own beside the device runtime: it depends on ``rvm-edge`` (preprocessing,
+the manifest format, the benchmark helpers), never the other way round, and the device never
+installs it. torch, ultralytics and sam2 are imported lazily, inside the functions that need
+them, so ``rvm-toolchain --help`` and the generator (numpy + OpenCV) run without them.
 
 Modules, one job each:
 
@@ -14,5 +15,7 @@ Modules, one job each:
 - ``evaluate``  mAP50 of an ONNX detector on a labelled split, run with onnxruntime
 - ``sam2_export`` SAM2 checkpoint (or seeded random weights) -> encoder + decoder ONNX
 - ``lab``       the lab-model recipe: data, training, export, INT8, metrics, manifest
-- ``cli``       ``rvm-edge models export``
+- ``export_cli`` ``rvm-toolchain export``
+- ``compare``   ``rvm-toolchain compare-ultralytics``: ours vs ultralytics on the same frames
+- ``cli``       ``rvm-toolchain``: the sub-commands above
 """

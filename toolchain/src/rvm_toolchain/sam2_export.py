@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from rvm_edge.manifest import Manifest, ManifestError, ModelEntry, load_manifest, sha256_file, verify_entry
-from rvm_edge.toolchain.manifests import merge_into
+from rvm_toolchain.manifests import merge_into
 
 #: sam2's bundled model configs, by the names operators know from Meta's checkpoint files.
 SAM2_CONFIGS = {
@@ -116,7 +116,7 @@ def _torch_modules() -> tuple[Any, Any]:
         from torch import nn
     except ImportError as exc:  # pragma: no cover - depends on the venv
         raise Sam2ExportError(
-            f"SAM2 export needs torch and sam2 ({exc}); create the export venv with `make -C app export-venv`"
+            f"SAM2 export needs torch and sam2 ({exc}); create the export venv with `make -C toolchain venv`"
         ) from None
     return torch, nn
 
@@ -310,7 +310,7 @@ def export_sam2(
         if checkpoint
         else "random (seeded): masks are meaningless; export Meta's checkpoint for real masks",
         "interface": INTERFACE_DOC,
-        "made_by": "rvm-edge models export --sam2 (rvm_edge.toolchain.sam2_export)",
+        "made_by": "rvm-toolchain export --sam2 (rvm_toolchain.sam2_export)",
         "torch": torch.__version__,
         **timing,
     }
@@ -350,7 +350,7 @@ def export_sam2(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m rvm_edge.toolchain.sam2_export``: what ``make sam2-lab`` runs."""
+    """``python -m rvm_toolchain.sam2_export``: what ``make sam2-lab`` runs."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="folder for the ONNX pair and manifest.json")
     parser.add_argument("--variant", default="tiny", choices=sorted(SAM2_CONFIGS))

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from rvm_edge.manifest import sha256_file
-from rvm_edge.toolchain import lab
-from rvm_edge.toolchain.train import TrainConfig, select_by_map50
+from rvm_toolchain import lab
+from rvm_toolchain.train import TrainConfig, select_by_map50
 
 PRIOR_TRAIN = {**TrainConfig().to_json(), "seconds": 6750, "machine": "x86_64, 2 cores"}
 
@@ -81,7 +81,7 @@ def test_resumed_manifest_adds_the_round_to_the_recipe_beside_the_checkpoint(tmp
         "rounds_before": 2,
         "seconds_before": 6750,
     }
-    assert how == "make -C app lab-models LAB_SEED=0 LAB_FINETUNE_ROUNDS=3 LAB_SELECT=map50"
+    assert how == "make -C toolchain lab-models LAB_SEED=0 LAB_FINETUNE_ROUNDS=3 LAB_SELECT=map50"
 
 
 @pytest.mark.parametrize("prior", [None, {**PRIOR_TRAIN, "finetune_batch": 16}])

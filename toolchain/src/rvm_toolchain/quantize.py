@@ -61,7 +61,7 @@ def calibration_images(folder: Path, limit: int = 200) -> list[Path]:
     if not folder.is_dir():
         raise QuantizeError(
             f"{folder}: calibration folder not found; pass --calib DIR with frames like the device sees "
-            "(e.g. `python -m rvm_edge.toolchain.synth --out DIR --frames 64 --split calib`)"
+            "(e.g. `python -m rvm_toolchain.synth --out DIR --frames 64 --split calib`)"
         )
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
     if len(files) < MIN_CALIB_IMAGES:

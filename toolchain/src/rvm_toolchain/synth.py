@@ -25,8 +25,16 @@ import numpy as np
 CLASSES: tuple[str, ...] = ("bottle", "can", "other")
 BOTTLE, CAN, OTHER = 0, 1, 2
 FRAME_SIZE = (640, 480)  # width, height of a typical USB/CSI intake camera mode
-#: index offsets of the splits: disjoint, so a held-out frame is never a training frame
-SPLIT_OFFSETS = {"train": 0, "val": 1_000_000, "calib": 2_000_000, "frames": 3_000_000}
+#: index offsets of the splits: disjoint, so no frame of one split is ever a frame of another. "val" is the
+#: split the trainer scores every epoch and picks best.pt with (so it took part in selection);
+#: "test" is used by nothing but ``rvm-toolchain eval`` after training: the honest accuracy figure.
+SPLIT_OFFSETS = {
+    "train": 0,
+    "val": 1_000_000,
+    "calib": 2_000_000,
+    "frames": 3_000_000,
+    "test": 4_000_000,
+}
 MIN_VISIBLE = 0.4  # an object is placed only where at least this share of it stays in frame
 JPEG_QUALITY = (70, 96)
 
@@ -491,13 +499,16 @@ def write_split(root: Path, seed: int, split: str, count: int, labels: bool = Tr
 
 
 def write_dataset(root: Path, seed: int, n_train: int, n_val: int) -> Path:
-    """A YOLO data set (train + held-out val) and its ``data.yaml``; returns the yaml path."""
+    """A YOLO data set (train + val) and its ``data.yaml``; returns the yaml path.
+
+    val is scored by the trainer every epoch and picks best.pt: it is not held out from selection.
+    """
     write_split(root, seed, "train", n_train)
     write_split(root, seed, "val", n_val)
     data_yaml = root / "data.yaml"
     names = "".join(f"  {i}: {name}\n" for i, name in enumerate(CLASSES))
     data_yaml.write_text(
-        f"# synthetic intake frames, seed {seed}: rvm_edge.toolchain.synth\n"
+        f"# synthetic intake frames, seed {seed}: rvm_toolchain.synth\n"
         f"path: {root.resolve()}\ntrain: images/train\nval: images/val\nnames:\n{names}",
         encoding="utf-8",
     )
@@ -505,12 +516,17 @@ def write_dataset(root: Path, seed: int, n_train: int, n_val: int) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m rvm_edge.toolchain.synth``: a labelled data set or a folder of sample frames."""
+    """``python -m rvm_toolchain.synth``: a labelled data set or a folder of sample frames."""
     parser = argparse.ArgumentParser(description="synthetic intake-camera frames with YOLO labels")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train", type=int, default=0, help="training frames (with --val: a YOLO data set)")
-    parser.add_argument("--val", type=int, default=0, help="held-out frames")
+    parser.add_argument(
+        "--val",
+        type=int,
+        default=0,
+        help="validation frames (the trainer scores them every epoch and keeps the best)",
+    )
     parser.add_argument("--frames", type=int, default=0, help="unlabelled sample frames (bench, calibration)")
     parser.add_argument("--split", default="frames", choices=sorted(SPLIT_OFFSETS), help="split for --frames")
     args = parser.parse_args(argv)

@@ -1,4 +1,6 @@
-"""Service benchmark: ``python -m rvm_edge.service.bench [--json FILE]`` prints one JSON report.
+"""Service benchmark: ``benchmarks/service_bench.py [--json FILE]`` prints one JSON report
+(``make -C app bench-service``). It starts the lab's platform simulator, so it lives outside the
+app (the device's wheel never carries it) and runs in app/.venv, where the simulator is installed.
 
 Measures the issue's targets on this machine, never inside timed tests:
 
@@ -28,7 +30,8 @@ import cv2
 import numpy as np
 import requests
 
-from rvm_edge.service.outbox import Sender, backoff_from, encode_image
+from rvm_edge.service.deposit import encode_image
+from rvm_edge.service.outbox import Sender, backoff_from
 from rvm_edge.service.platform import PlatformClient, PlatformSettings
 from rvm_edge.service.server import HttpServer, favour_responsiveness, lower_worker_priority
 from rvm_edge.service.store import Store
@@ -208,7 +211,7 @@ def bench_healthz(n: int) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m rvm_edge.service.bench", description=__doc__)
+    p = argparse.ArgumentParser(prog="benchmarks/service_bench.py", description=__doc__)
     p.add_argument("--deposits", type=int, default=400)
     p.add_argument("--rate", type=float, default=20.0, help="items per second offered to the store")
     p.add_argument("--drain", type=int, default=300)

@@ -2,7 +2,7 @@
 
 ``YOLO("yolo11n.pt")`` would download weights; ``YOLO("yolo11n.yaml")`` builds the same network with
 random weights from the file ultralytics ships. On the synthetic intake frames a model trained from
-scratch for a few dozen epochs at 320 px learns bottle / can / other well (mAP50 > 0.9 on held-out
+scratch for a few dozen epochs at 320 px learns bottle / can / other well (mAP50 > 0.9 on unseen
 frames) in minutes on a 2-core CPU. ultralytics caps torch at ``cpu_count - 1`` threads.
 """
 
@@ -13,7 +13,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from rvm_edge.toolchain import offline
+from rvm_toolchain import offline
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """One detector checkpoint -> the ONNX files a device runs (FP32, optionally INT8) + manifest entries.
 
-Shared by ``rvm-edge models export`` and the lab recipe so that both produce the same layout and
+Shared by ``rvm-toolchain export`` and the lab recipe so that both produce the same layout and
 record the same facts: where the file came from, its settings and, when a labelled split is given,
 the mAP the *ONNX file* reaches on it.
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from rvm_edge.manifest import ModelEntry, sha256_file
-from rvm_edge.toolchain.yolo_export import DEFAULT_OPSET, DetectorInfo, export_detector
+from rvm_toolchain.yolo_export import DEFAULT_OPSET, DetectorInfo, export_detector
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class DetectorExport:
 
 
 def _metrics(path: Path, spec: DetectorExport) -> dict[str, Any]:
-    from rvm_edge.toolchain.evaluate import map50
+    from rvm_toolchain.evaluate import map50
 
     m = map50(path, spec.val_images, spec.imgsz) if spec.val_images else None
     if m is None:
@@ -72,7 +72,7 @@ def export_bundle(spec: DetectorExport, extra_source: dict[str, Any] | None = No
     fp32 = spec.out_dir / f"{spec.name}.onnx"
     info = export_detector(spec.checkpoint, fp32, imgsz=spec.imgsz, opset=spec.opset)
     base: dict[str, Any] = {
-        "made_by": "rvm-edge models export (rvm_edge.toolchain)",
+        "made_by": "rvm-toolchain export (rvm_toolchain)",
         "checkpoint": spec.checkpoint.name,
         "checkpoint_sha256": sha256_file(spec.checkpoint),
         "ultralytics": ultralytics.__version__,
@@ -82,7 +82,7 @@ def export_bundle(spec: DetectorExport, extra_source: dict[str, Any] | None = No
     }
     entries = [_entry(spec, fp32, info, "fp32", {**base, **_metrics(fp32, spec)})]
     if spec.calib is not None:
-        from rvm_edge.toolchain.quantize import quantize_detector
+        from rvm_toolchain.quantize import quantize_detector
 
         int8 = spec.out_dir / f"{spec.name}-int8.onnx"
         q = quantize_detector(fp32, int8, spec.calib)

@@ -1,4 +1,4 @@
-"""``rvm-edge models export`` on a tiny real YOLO11n: layout, manifest, and an INT8 head kept in float."""
+"""``rvm-toolchain export`` on a tiny real YOLO11n: layout, manifest, and an INT8 head kept in float."""
 
 from __future__ import annotations
 
@@ -12,9 +12,8 @@ pytest.importorskip("ultralytics")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from rvm_edge import cli  # noqa: E402
 from rvm_edge.manifest import load_manifest, verify  # noqa: E402
-from rvm_edge.toolchain import quantize, synth, yolo_export  # noqa: E402
+from rvm_toolchain import cli, quantize, synth, yolo_export  # noqa: E402
 
 TINY = 64  # the real YOLO11n graph at a fraction of the compute
 
@@ -23,7 +22,7 @@ TINY = 64  # the real YOLO11n graph at a fraction of the compute
 def exported(tiny_checkpoint: Path, calib_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Export through the user's command line, exactly as an operator would."""
     out = tmp_path_factory.mktemp("export")
-    argv = ["models", "export", "--yolo", str(tiny_checkpoint), "--out", str(out), "--imgsz", str(TINY)]
+    argv = ["export", "--yolo", str(tiny_checkpoint), "--out", str(out), "--imgsz", str(TINY)]
     assert cli.main([*argv, "--int8", "--calib", str(calib_dir)]) == 0
     return out
 
@@ -91,13 +90,13 @@ def test_int8_scores_track_fp32_while_a_naive_int8_collapses(
 def test_export_refuses_a_missing_checkpoint_with_the_path(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    code = cli.main(["models", "export", "--yolo", str(tmp_path / "nope.pt"), "--out", str(tmp_path)])
+    code = cli.main(["export", "--yolo", str(tmp_path / "nope.pt"), "--out", str(tmp_path)])
     assert code == 2
     assert f"{tmp_path / 'nope.pt'}: checkpoint not found" in capsys.readouterr().err
 
 
 def test_int8_without_calibration_frames_is_refused(tiny_checkpoint: Path, tmp_path: Path, capsys) -> None:
-    code = cli.main(["models", "export", "--yolo", str(tiny_checkpoint), "--out", str(tmp_path), "--int8"])
+    code = cli.main(["export", "--yolo", str(tiny_checkpoint), "--out", str(tmp_path), "--int8"])
     assert code == 2 and "--int8 needs --calib DIR" in capsys.readouterr().err
     assert not (tmp_path / "manifest.json").exists()
 
@@ -119,7 +118,7 @@ def test_a_corrupt_onnx_is_named(tmp_path: Path) -> None:
 
 def test_second_export_replaces_its_entries_and_keeps_others(exported: Path, tmp_path: Path) -> None:
     """Exports into one folder accumulate; re-exporting a name replaces it instead of duplicating it."""
-    from rvm_edge.toolchain.manifests import merge_into
+    from rvm_toolchain.manifests import merge_into
 
     manifest = load_manifest(exported / "manifest.json")
     folder = tmp_path / "m"
