@@ -26,6 +26,7 @@ CENTRAL = "central"
 CONTROLLER = "controller"
 KINDS = (CENTRAL, CONTROLLER)
 CENTRAL_URL = "https://api.zerotier.com/api/v1"
+DEFAULT_URLS = {CENTRAL: CENTRAL_URL, CONTROLLER: "http://127.0.0.1:9993"}
 # Central's documented limits: 20 requests/s on the free plan, 100 on paid plans.
 FREE_PLAN_RPS = 20.0
 PAID_PLAN_RPS = 100.0
@@ -141,6 +142,18 @@ def member_body(changes: dict[str, Any], kind: str) -> dict[str, Any]:
     if kind == CONTROLLER:
         return {**top, **config}
     return {**top, "config": config} if config else top
+
+
+def read_token_file(path: str) -> str:
+    """The token in the first line of a file (a Central token file or a node's authtoken.secret)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            token = handle.readline().strip()
+    except OSError as exc:
+        raise ZeroTierError(f"cannot read token file {path}: {exc.strerror}") from None
+    if not token:
+        raise ZeroTierError(f"token file {path} is empty")
+    return token
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:

@@ -170,7 +170,6 @@ cache_timeout: 300
 
 _HOSTNAME_BAD = re.compile(r"[^A-Za-z0-9._-]")
 _NWID = re.compile(r"^[0-9a-fA-F]{16}$")
-_DEFAULT_URLS = {"central": "https://api.zerotier.com/api/v1", "controller": "http://127.0.0.1:9993"}
 
 
 def _load_api() -> Any:
@@ -243,18 +242,12 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             self._cache[cache_key] = members
         self._populate(members)
 
-    def _token(self) -> str:
+    def _token(self, api: Any) -> str:
         token = self.get_option("token")
         if token:
             return str(token).strip()
         token_file = self.get_option("token_file")
-        if token_file:
-            try:
-                return Path(token_file).read_text(encoding="utf-8").splitlines()[0].strip()
-            except (OSError, IndexError) as exc:
-                reason = exc.strerror if isinstance(exc, OSError) else "empty file"
-                raise AnsibleParserError(f"zerotier: cannot read token_file {token_file}: {reason}") from None
-        return ""
+        return api.read_token_file(token_file) if token_file else ""
 
     def _fetch(self, path: str) -> list[dict[str, Any]]:
         """Every member of every network, checked, as plain dicts (what the cache holds)."""
@@ -266,8 +259,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 raise AnsibleParserError(f"zerotier: {path}: network id {nwid!r} is not 16 hex digits")
         try:
             client = api.Client(
-                self.get_option("api_url") or _DEFAULT_URLS[api_type],
-                self._token(),
+                self.get_option("api_url") or api.DEFAULT_URLS[api_type],
+                self._token(api),
                 api_type,
                 rate_limit=float(self.get_option("rate_limit")),
                 max_retries=int(self.get_option("max_retries")),
