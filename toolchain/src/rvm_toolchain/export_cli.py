@@ -134,7 +134,7 @@ def _export_sam2(args: argparse.Namespace) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    """The ``models export`` command; errors end with one line on stderr and exit code 2."""
+    """The ``rvm-toolchain export`` command; errors end with one line on stderr and exit code 2."""
     from rvm_edge.manifest import ManifestError
 
     errors: tuple[type[BaseException], ...] = (
