@@ -223,6 +223,7 @@ class Network:
     name: str
     pool_start: str | None = None
     pool_end: str | None = None
+    routes: list[str] = field(default_factory=list)
     members: dict[str, Member] = field(default_factory=dict)
 
     def next_free_ip(self) -> str | None:
@@ -252,6 +253,7 @@ class Network:
                 "private": True,
                 "creationTime": 0,
                 "ipAssignmentPools": pools,
+                "routes": [{"target": r, "via": None} for r in self.routes],
                 "v4AssignMode": {"zt": bool(pools)},
             },
             "description": "",
@@ -312,6 +314,7 @@ class CentralState:
                 name=net.get("name", ""),
                 pool_start=net.get("pool_start"),
                 pool_end=net.get("pool_end"),
+                routes=list(net.get("routes", [])),
             )
             self.networks[network.network_id] = network
             for raw in net.get("members", []):
@@ -508,7 +511,11 @@ class CentralState:
             member.physical_address = str(info.get("physicalAddress", "127.0.0.1/9993"))
             member.client_version = str(info.get("clientVersion", CLIENT_VERSION_SEEN_DEFAULT))
             self._auto_assign(network, member)
-            return Reply(200, member.central_json())
+            # What a node learns from its network config, beyond the member record.
+            reply = member.central_json()
+            reply["networkName"] = network.name
+            reply["routes"] = list(network.routes)
+            return Reply(200, reply)
 
 
 def make_handler(state: CentralState) -> type[BaseHTTPRequestHandler]:

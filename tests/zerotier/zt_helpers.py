@@ -37,6 +37,7 @@ def seed() -> dict[str, Any]:
                 "name": "rvm-lab",
                 "pool_start": "10.147.17.10",
                 "pool_end": "10.147.17.250",
+                "routes": ["10.147.17.0/24"],
                 "members": [
                     {
                         "nodeId": "a1b2c3d4e5",
@@ -130,3 +131,15 @@ def unwrap(value: Any) -> Any:
     if isinstance(value, list):
         return [unwrap(v) for v in value]
     return value
+
+
+def wait_for(condition: Any, timeout: float = 10.0, what: str = "condition") -> Any:
+    """Poll ``condition()`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
