@@ -49,7 +49,12 @@ def stripped(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @needs_promtool
 def test_rule_files_pass_promtool_check() -> None:
-    proc = subprocess.run([PROMTOOL, "check", "rules", *map(str, sorted(RULES.glob("*.yml")))], capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [PROMTOOL, "check", "rules", *map(str, sorted(RULES.glob("*.yml")))],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -57,7 +62,11 @@ def test_rule_files_pass_promtool_check() -> None:
 @pytest.mark.parametrize("test_file", sorted(p.name for p in TESTS.glob("*_test.yml")))
 def test_promtool_unit_tests_pass(stripped: Path, test_file: str) -> None:
     proc = subprocess.run(
-        [PROMTOOL, "test", "rules", test_file], cwd=stripped / "tests", capture_output=True, text=True, check=False
+        [PROMTOOL, "test", "rules", test_file],
+        cwd=stripped / "tests",
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
 
