@@ -5,8 +5,11 @@ The podman:// backend talks to the containers directly (one `podman exec` per co
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
+from pathlib import Path
 
 import pytest
 import testinfra
@@ -14,6 +17,9 @@ import testinfra
 testinfra_hosts = ["podman://rvm-molecule-backup-dev"]
 PASSWORD = "molecule-only-restic-password-93c1"
 PROM = "/var/lib/prometheus/node-exporter/rvm_backup.prom"
+ROLE = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
+# Where the role builds the driver on the control node (_backup_driver_build).
+BUILD = ROLE.parent.parent / ".cache" / "agents" / "rvm-backup.pyz"
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +31,16 @@ def metric(host, name: str) -> float:
     found = re.search(rf"^{name}{{[^}}]*}} (\S+)$", host.file(PROM).content_string, re.M)
     assert found, f"{name} missing from {PROM}"
     return float(found[1])
+
+
+def test_the_driver_is_the_one_file_zipapp_built_on_the_control_node(host) -> None:
+    driver = host.file("/usr/local/sbin/rvm-backup")
+    assert (driver.user, driver.group, driver.mode) == ("root", "root", 0o755)
+    assert driver.sha256sum == hashlib.sha256(BUILD.read_bytes()).hexdigest()
+    assert driver.content.startswith(b"#!/usr/bin/python3\n")
+    # -I -S: no site or user packages: the driver needs the device's standard library only.
+    helped = host.run("/usr/bin/python3 -I -S /usr/local/sbin/rvm-backup --help")
+    assert helped.rc == 0 and "{run,restore,snapshots,status,check-config}" in helped.stdout, helped.stderr
 
 
 def test_the_timer_is_enabled_and_scheduled(host) -> None:
