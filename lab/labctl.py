@@ -288,6 +288,9 @@ def create_container(host: LabHost, ref: str) -> None:
     ``unmask=/proc/sys`` lets the base role apply network-namespaced sysctls (net.*) inside the
     container; the lab image masks systemd-sysctl.service and the base role never writes host-wide
     keys in a container, so nothing reaches the host's kernel settings.
+
+    ``NET_ADMIN`` lets the hardening role load its nftables ruleset: it acts on the container's own
+    network namespace only (``unmask=/proc/sys`` does not give it, and no other capability is added).
     """
     run(
         [
@@ -296,6 +299,7 @@ def create_container(host: LabHost, ref: str) -> None:
             "--network", NETWORK,
             "--systemd=always",
             "--security-opt", "unmask=/proc/sys",
+            "--cap-add", "NET_ADMIN",
             "--volume", f"{SSH_KEY}.pub:/root/.ssh/authorized_keys:ro",
             "--label", f"{LABEL}=container",
             "--label", f"{RECIPE_LABEL}={recipe_hash()}",
