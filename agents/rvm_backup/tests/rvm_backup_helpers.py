@@ -32,6 +32,9 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 ZIPAPP_BUILDER = REPO_ROOT / "agents" / "zipapp.py"
 PACKAGE = REPO_ROOT / "agents" / "rvm_backup" / "src" / "rvm_backup"
 ENTRY_POINT = "rvm_backup.cli:main"
+# The interpreter that runs the driver: this one by default; RVM_BACKUP_DEVICE_PYTHON=python3.10 runs the
+# whole suite on the Jetson's Python (JetPack 6) without installing pytest there.
+DEVICE_PYTHON = os.environ.get("RVM_BACKUP_DEVICE_PYTHON") or sys.executable
 PASSWORD = "rvm-Test-pw-Corr3ct-Horse-4711"
 HOST = "rvm-test-07"
 TAG = "rvm-edge"
@@ -225,7 +228,7 @@ class Device:
 
     def rvm_backup(self, *args: str, config: Path | None = None) -> Result:
         """The driver as systemd/Ansible run it; asserts no secret ever shows up in its output."""
-        argv = [sys.executable, str(self.driver), *args, "--config", str(config or self.config_path)]
+        argv = [DEVICE_PYTHON, str(self.driver), *args, "--config", str(config or self.config_path)]
         proc = subprocess.run(argv, capture_output=True, text=True, env=clean_env(), timeout=120, check=False)
         self.outputs += [proc.stdout, proc.stderr]
         for secret in self.secrets:

@@ -6,12 +6,11 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from rvm_backup_helpers import Device
+from rvm_backup_helpers import DEVICE_PYTHON, Device
 
 
 @pytest.mark.parametrize("command", ["run", "check-config"])
@@ -50,7 +49,7 @@ def test_check_config_accepts_a_good_file_wherever_ansible_puts_it(device: Devic
 
     after = device.rvm_backup("check-config", config=staged)
     before = subprocess.run(
-        [sys.executable, str(device.driver), "--config", str(staged), "check-config"],
+        [DEVICE_PYTHON, str(device.driver), "--config", str(staged), "check-config"],
         capture_output=True,
         text=True,
     )
