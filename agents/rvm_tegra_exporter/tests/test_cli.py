@@ -11,8 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
-from conftest import ORIN_NANO_IDLE, ORIN_NANO_LOAD
+from tegra_fixtures import ORIN_NANO_IDLE, ORIN_NANO_LOAD
 
 SRC = Path(__file__).resolve().parent.parent / "src"
 
@@ -103,8 +102,8 @@ def test_one_round_on_an_orin_nano(jetson: dict[str, Path]) -> None:
         'rvm_tegra_rail_power_watts{rail="VDD_IN"} 4.673',
         'rvm_tegra_rail_power_average_watts{rail="VDD_CPU_GPU_CV"} 0.482',
         'rvm_tegra_rail_power_watts{rail="VDD_SOC"} 1.445',
-        'rvm_thermal_zone_temperature_celsius{zone="thermal_zone0",type="cpu-thermal"} 54.875',
-        'rvm_thermal_zone_trip_point_celsius{zone="thermal_zone10",type="tj-thermal",trip="0",trip_type="hot"} 95.5',
+        'rvm_tegra_thermal_zone_temp_celsius{zone="thermal_zone0",type="cpu-thermal"} 54.875',
+        'rvm_tegra_thermal_zone_trip_celsius{zone="thermal_zone10",type="tj-thermal",trip="0",trip_type="hot"} 95.5',
         'rvm_tegra_power_mode_info{mode="MAXN_SUPER",mode_id="2"} 1',
         'rvm_tegra_exporter_collector_error{source="tegrastats"} 0',
         'rvm_tegra_exporter_collector_error{source="thermal"} 0',
@@ -182,7 +181,7 @@ def test_without_tegrastats_it_refreshes_sysfs_figures_every_interval(
     jetson: dict[str, Path], service
 ) -> None:
     proc = service("--interval", "0.2", "--tegrastats", "/nonexistent/tegrastats")
-    wait_for(lambda: "rvm_thermal_zone_temperature_celsius" in metrics(jetson))
+    wait_for(lambda: "rvm_tegra_thermal_zone_temp_celsius" in metrics(jetson))
     assert "rvm_tegra_ram_used_bytes" not in metrics(jetson)
     (jetson["thermal"] / "thermal_zone0" / "temp").write_text("71000\n")
     wait_for(lambda: 'type="cpu-thermal"} 71.0' in metrics(jetson))

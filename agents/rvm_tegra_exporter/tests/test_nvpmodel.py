@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 from rvm_tegra_exporter.nvpmodel import PowerMode, PowerModeError, parse_conf, parse_status, read_power_mode
-
-from conftest import NVPMODEL_CONF
+from tegra_fixtures import NVPMODEL_CONF
 
 
 def test_conf_names_by_id() -> None:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 from rvm_tegra_exporter.tegrastats import Rail, TegrastatsParseError, parse_line
-
-from conftest import NANO_JP4, ORIN_NANO_IDLE, ORIN_NANO_LOAD
+from tegra_fixtures import NANO_JP4, ORIN_NANO_IDLE, ORIN_NANO_LOAD
 
 MB = 1024 * 1024
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rvm_tegra_exporter.thermal import TripPoint, read_zones
-
-from conftest import make_zone
+from tegra_fixtures import make_zone
 
 
 def test_zones_in_numeric_order_with_trip_points(jetson: dict[str, Path]) -> None:

@@ -85,9 +85,9 @@ def collect(sources: Sources, sample: TegraSample | None, tegrastats_error: bool
         errors.add(int(tegrastats_error), source="tegrastats")
 
     reading = read_zones(sources.thermal_root)
-    temperature = Gauge("rvm_thermal_zone_temperature_celsius", "Temperature of a thermal zone.")
+    temperature = Gauge("rvm_tegra_thermal_zone_temp_celsius", "Temperature of a thermal zone.")
     trips = Gauge(
-        "rvm_thermal_zone_trip_point_celsius",
+        "rvm_tegra_thermal_zone_trip_celsius",
         "A trip point of a thermal zone (trip_type passive, hot, critical, ...).",
     )
     for zone in reading.zones:
