@@ -17,9 +17,10 @@ from rvm_edge.detector import Detector, load_detector
 from rvm_edge.messages import Deposit, ItemResult
 from rvm_edge.pipeline import BoundedQueue, CollectingSink, Pipeline, PipelineConfig, QueueClosedError
 from rvm_edge.segment import Sam2Segmenter
-from rvm_edge.service.recorder import FrameTap, ModelInfo, Recorder
+from rvm_edge.service.deposit import ModelInfo
+from rvm_edge.service.recorder import Recorder
 from rvm_edge.service.store import DB_NAME, Store
-from rvm_edge.sources import FrameSource, ImageFolderSource, open_source
+from rvm_edge.sources import BufferPool, FrameSource, ImageFolderSource, open_source
 
 DEADLINE = 20.0  # seconds: generous upper bound for a waiting test, never a sleep
 
@@ -252,19 +253,18 @@ def stop_in_thread(pipe: Pipeline) -> tuple[threading.Thread, list[float]]:
 def test_stop_waits_for_the_running_inference_only_and_commits_every_decided_item(
     one_bottle_model: Path, frames_dir: Path, tmp_path: Path
 ) -> None:
-    """The service's shape (FrameTap over a looping folder, the recorder as the sink, file-source
+    """The service's shape (a looping folder, the recorder as the sink, file-source
     backpressure) on a detector slower than the source: the queue is full and the reader is held
     in ``put`` when the stop comes, mid-inference. The stop used to run every queued frame
     through the detector (queue size + 2 inferences: 8 s past the drain budget on a slow device);
     now it waits for the running one, whose item the recorder commits, and releases the rest."""
     det = SteppedDetector(load_detector(one_bottle_model))
     folder = LoopedFolder(frames_dir)
-    tap = FrameTap(folder)
     store = Store(tmp_path / "data")
-    recorder = Recorder(store, tap, "hw-1", ModelInfo("fixed", "1", "ab" * 32, "onnxruntime"), 100_000)
+    recorder = Recorder(store, "hw-1", ModelInfo("fixed", "1", "ab" * 32, "onnxruntime"), 100_000)
     sink = CollectingSink()
     cfg = PipelineConfig(queue_size=4, segment=False, warmup_runs=0)
-    pipe = Pipeline(tap, det, DecisionConfig(), None, [recorder, sink], cfg)
+    pipe = Pipeline(folder, det, DecisionConfig(), None, [recorder, sink], cfg)
     pipe.start()
     stopper = None
     try:
@@ -378,3 +378,73 @@ def test_frames_are_numpy_views_not_copies_per_stage(one_bottle_model: Path) -> 
     t1, _ = det.pre([img])
     t2, _ = det.pre([img])
     assert np.shares_memory(t1, t2)  # one tensor buffer for the life of the detector
+
+
+class PooledCamera(FrameSource):
+    """A finite camera that reads into reused buffers, like CaptureSource: frame i's pixels are
+    all ``i``, written into whichever buffer the pool hands back."""
+
+    def __init__(self, frames: int) -> None:
+        super().__init__()
+        self.frames = frames
+        self.pool = BufferPool(limit=4)
+        self.allocated = 0
+
+    def __iter__(self):
+        for i in range(self.frames):
+            buf = self.pool.acquire((120, 160, 3))
+            if buf is None:
+                self.allocated += 1
+                buf = draw_frame()
+            buf[:] = i
+            yield self._frame(buf, self.pool)
+
+
+class PixelSink(CollectingSink):
+    """Reads each item's pixels from the message when its deposit arrives, as the recorder does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pixels: dict[int, int] = {}
+
+    def on_deposit(self, deposit: Deposit) -> None:
+        super().on_deposit(deposit)
+        frame = deposit.result.frame
+        assert frame is not None
+        self.pixels[frame.index] = int(frame.image.max())
+
+
+def test_the_frame_travels_with_the_item_until_every_sink_had_its_deposit(
+    one_bottle_model: Path, tmp_path: Path
+) -> None:
+    """SAM2 holds accepted items longer than the detector: the deposit still carries its own
+    frame's pixels (not a newer frame's in a reused buffer), every frame goes back to the pool
+    afterwards, and the pool stays small (memory flat)."""
+    camera = PooledCamera(12)
+    sink = PixelSink()
+    seg = Sam2Segmenter(*tiny_sam2(tmp_path / "sam2"))
+    cfg = PipelineConfig(queue_size=2, segment_queue_size=2, warmup_runs=0)
+    pipe = Pipeline(camera, load_detector(one_bottle_model), DecisionConfig(), seg, [sink], cfg)
+    pipe.start()
+    assert pipe.wait(DEADLINE)
+    pipe.stop()
+    assert pipe.failure is None and pipe.stats.segmented == 12
+    assert sink.pixels == {i: i for i in range(12)}
+    assert all(d.segmentation is not None and d.segmentation.mask is not None for d in sink.deposits)
+    assert all(r.frame is not None and r.frame.released for r in sink.results)
+    assert camera.allocated <= 2 + 2 + 3  # queues + one per stage in hand, never one per frame
+
+
+def test_pacing_is_not_counted_as_queue_wait(one_bottle_model: Path, frames_dir: Path) -> None:
+    """A paced file source (the lab's camera) waits before it stamps a frame: the queue wait
+    stays the detector's, far below the pacing period (it used to include the whole period)."""
+    fps = 5.0
+    sink = CollectingSink()
+    pipe = Pipeline(
+        open_source(str(frames_dir), fps=fps), load_detector(one_bottle_model), DecisionConfig(), None, [sink]
+    )
+    pipe.start()
+    assert pipe.wait(DEADLINE)
+    pipe.stop()
+    waits = sorted(r.timings_ms["queue_wait_ms"] for r in sink.results)
+    assert len(waits) == 5 and waits[len(waits) // 2] < 0.5 * 1e3 / fps, waits

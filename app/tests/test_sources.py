@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import draw_frame
+from rvm_edge.messages import FrameReleasedError
 from rvm_edge.sources import CaptureSource, ImageFolderSource, SourceError, open_source, opencv_has_gstreamer
 
 
@@ -89,16 +90,22 @@ def test_lost_camera_reconnects_with_backoff_and_counts(tmp_path: Path) -> None:
         return cv2.VideoCapture(str(video))
 
     src = CaptureSource("camera test", opener, live=True, backoff_s=(0.001, 0.01))
-    frames = []
+    frames, buffers = [], set()
     for f in src:
         frames.append(f)
+        buffers.add(id(f.image))
         f.release()
         if len(frames) == 10:
             src.stop()
     assert len(frames) == 10
     assert src.stats.reconnects == 3 and len(opened) == 4
     # frames reuse pooled buffers once released: no allocation per frame
-    assert len({id(f.image) for f in frames}) <= 3
+    assert len(buffers) <= 3
+    # a released frame's pixels are gone from it: reading them is an error, not another frame's image
+    with pytest.raises(FrameReleasedError, match="frame 0: its pixels were released"):
+        _ = frames[0].image
+    frames[0].release()  # a second release does nothing (the buffer is not pooled twice)
+    assert len(src.pool._free) <= 3
 
 
 def test_camera_that_never_appears_is_retried_not_crashed(tmp_path: Path) -> None:
@@ -122,3 +129,51 @@ def test_camera_that_never_appears_is_retried_not_crashed(tmp_path: Path) -> Non
 def test_frames_are_bgr_uint8(frames_dir: Path) -> None:
     f = next(iter(open_source(str(frames_dir))))
     assert f.image.dtype == np.uint8 and f.image.shape == (120, 160, 3)
+
+
+def test_a_paced_source_waits_before_it_stamps_the_frame(frames_dir: Path) -> None:
+    """``fps`` plays a folder like a camera: frames are read (and stamped) one period apart, so
+    the pacing is never counted as the pipeline's queue wait."""
+    fps = 20.0
+    src = open_source(str(frames_dir), fps=fps)
+    stamps = [f.t_read for f in src]
+    assert len(stamps) == 5
+    # on the rate's grid (a frame read late does not push the ones after it further back)
+    since_first = [t - stamps[0] for t in stamps]
+    assert all(s >= (k - 0.5) / fps for k, s in enumerate(since_first)), since_first
+    assert src.stats.late == 0
+
+
+class SlowCapture:
+    """A camera slower than the asked rate: each read takes ``delay_s`` (the hardware's time)."""
+
+    def __init__(self, frames: int, delay_s: float) -> None:
+        self.left, self.delay_s = frames, delay_s
+        self.slow = threading.Event()
+
+    def isOpened(self) -> bool:
+        return True
+
+    def read(self, image: np.ndarray | None = None) -> tuple[bool, np.ndarray | None]:
+        if self.left == 0:
+            return False, None
+        self.left -= 1
+        self.slow.wait(self.delay_s)  # the device takes this long; nothing sets the event
+        return True, np.zeros((8, 8, 3), np.uint8)
+
+    def release(self) -> None:
+        pass
+
+
+def test_a_source_slower_than_its_rate_is_counted_late_not_averaged_away() -> None:
+    cap = SlowCapture(6, delay_s=0.05)
+    src = CaptureSource("slow", lambda: cap, live=False, fps=100.0)
+    frames = list(src)
+    assert len(frames) == 6
+    assert src.stats.late >= 4  # every frame after the first came 40 ms past its 10 ms turn
+
+
+def test_a_rate_of_zero_or_below_is_refused(frames_dir: Path) -> None:
+    for fps in (0.0, -2.0):
+        with pytest.raises(SourceError, match="fps must be above 0"):
+            open_source(str(frames_dir), fps=fps)

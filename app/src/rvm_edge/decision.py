@@ -1,17 +1,32 @@
 """Accept or reject an item: class -> material mapping, confidence thresholds and intake rules.
 
 Pure functions over :class:`Detections`; the reason strings are written for the technician
-standing at the machine ("two items in view"), not for the developer.
+standing at the machine ("two items in view"), not for the developer. Programs (which items are
+recorded, metrics) match on the :class:`ReasonCode` beside the text, never on the text.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import Enum
 
 from rvm_edge.messages import Decision, Detection, Detections, Verdict
 
 MATERIALS = ("plastic", "metal", "glass", "reject")
+
+
+class ReasonCode(str, Enum):
+    """Which rule decided: one code per rule of :func:`decide`, stable across rewordings."""
+
+    ACCEPTED = "accepted"
+    EMPTY = "empty"  # nothing in view: the intake is empty
+    SEVERAL_ITEMS = "several_items"
+    NOT_ACCEPTED = "not_accepted"  # a class mapped to reject
+    LOW_CONFIDENCE = "low_confidence"
+    CUT_BY_EDGE = "cut_by_edge"
+    TOO_SMALL = "too_small"
+    TOO_LARGE = "too_large"
 
 
 @dataclass(frozen=True)
@@ -101,17 +116,25 @@ def decide(detections: Detections, config: DecisionConfig) -> Decision:
         [d for d in detections.items if d.confidence >= config.presence_threshold], config.same_item_iou
     )
     if not present:
-        return Decision(Verdict.REJECTED, "no item recognised in view")
+        return Decision(Verdict.REJECTED, "no item recognised in view", code=ReasonCode.EMPTY)
     if len(present) > 1:
         names = ", ".join(sorted(d.class_name for d in present))
         return Decision(
-            Verdict.REJECTED, f"{len(present)} items in view ({names}): insert one item at a time"
+            Verdict.REJECTED,
+            f"{len(present)} items in view ({names}): insert one item at a time",
+            code=ReasonCode.SEVERAL_ITEMS,
         )
     item = present[0]
     material = config.materials.get(item.class_name, "reject")
     pct = f"{item.confidence:.0%}"
     if material == "reject":
-        return Decision(Verdict.REJECTED, f"'{item.class_name}' is not an accepted container", None, item)
+        return Decision(
+            Verdict.REJECTED,
+            f"'{item.class_name}' is not an accepted container",
+            None,
+            item,
+            code=ReasonCode.NOT_ACCEPTED,
+        )
     needed = config.class_min_confidence.get(item.class_name, config.min_confidence)
     if item.confidence < needed:
         return Decision(
@@ -120,6 +143,7 @@ def decide(detections: Detections, config: DecisionConfig) -> Decision:
             "reinsert the item",
             material,
             item,
+            code=ReasonCode.LOW_CONFIDENCE,
         )
     side = _edge_cut(item, h, w, config.edge_margin_px)
     if side:
@@ -128,6 +152,7 @@ def decide(detections: Detections, config: DecisionConfig) -> Decision:
             f"{item.class_name} is cut by the {side} edge of the image: not fully in view",
             material,
             item,
+            code=ReasonCode.CUT_BY_EDGE,
         )
     x1, y1, x2, y2 = item.box
     fraction = max(0.0, x2 - x1) * max(0.0, y2 - y1) / float(h * w)
@@ -139,5 +164,12 @@ def decide(detections: Detections, config: DecisionConfig) -> Decision:
             f"(allowed {config.min_area_fraction:.1%} to {config.max_area_fraction:.0%})",
             material,
             item,
+            code=ReasonCode.TOO_SMALL if fraction < config.min_area_fraction else ReasonCode.TOO_LARGE,
         )
-    return Decision(Verdict.ACCEPTED, f"{material} {item.class_name}, {pct} confidence", material, item)
+    return Decision(
+        Verdict.ACCEPTED,
+        f"{material} {item.class_name}, {pct} confidence",
+        material,
+        item,
+        code=ReasonCode.ACCEPTED,
+    )

@@ -2,33 +2,76 @@
 
 Frame -> Detections -> Decision -> Segmentation -> Deposit: a reader follows one item from the
 camera to the platform by following these types. They are immutable so a stage can hand one to
-the next thread without copying and without locks.
+the next thread without copying and without locks; the one exception is a :class:`Frame`'s pixels,
+which the frame owns until it is released (capture buffers are reused).
+
+Everything a sink needs travels in the messages: the :class:`ItemResult` carries its frame, the
+:class:`Segmentation` carries the mask's pixels.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from rvm_edge.decision import ReasonCode
 
-@dataclass(frozen=True)
+
+class FrameReleasedError(RuntimeError):
+    """A stage read a frame's pixels after they went back to the buffer pool (a bug in that stage)."""
+
+
 class Frame:
-    """One image from a source. ``image`` is BGR uint8 (OpenCV's order); ``index`` counts from 0."""
+    """One image from a source. ``image`` is BGR uint8 (OpenCV's order); ``index`` counts from 0.
 
-    index: int
-    image: np.ndarray
-    source: str
-    timestamp: float  # time.time() when read: wall clock, for records
-    t_read: float  # time.perf_counter() when read: for per-stage timings
-    pool: Any = field(default=None, compare=False, repr=False)  # BufferPool the image came from
+    The frame owns its pixels until :meth:`release`: capture sources read into reused buffers,
+    so after the release the buffer may already hold a newer frame. The pipeline releases a
+    frame once every sink has had the item's :class:`Deposit`; a sink that wants the pixels for
+    longer keeps a copy. Reading ``image`` after the release raises :class:`FrameReleasedError`
+    instead of silently showing another frame's pixels.
+    """
+
+    __slots__ = ("_image", "_lock", "_pool", "index", "source", "t_read", "timestamp")
+
+    def __init__(
+        self,
+        index: int,
+        image: np.ndarray,
+        source: str,
+        timestamp: float,  # time.time() when read: wall clock, for records
+        t_read: float,  # time.perf_counter() when read: for per-stage timings
+        pool: Any = None,  # the BufferPool the image came from, None when it is not reused
+    ) -> None:
+        self.index, self.source, self.timestamp, self.t_read = index, source, timestamp, t_read
+        self._image: np.ndarray | None = image
+        self._pool = pool
+        self._lock = threading.Lock()
+
+    @property
+    def image(self) -> np.ndarray:
+        image = self._image
+        if image is None:
+            raise FrameReleasedError(f"frame {self.index}: its pixels were released (copy what you keep)")
+        return image
+
+    @property
+    def released(self) -> bool:
+        return self._image is None
 
     def release(self) -> None:
-        """Hand the image buffer back for reuse; call once, when no stage needs the pixels any more."""
-        if self.pool is not None:
-            self.pool.release(self.image)
+        """Hand the pixels back (to the pool when they came from one); later calls do nothing."""
+        with self._lock:
+            image, self._image = self._image, None
+        if image is not None and self._pool is not None:
+            self._pool.release(image)
+
+    def __repr__(self) -> str:
+        return f"Frame(index={self.index}, source={self.source!r}, released={self.released})"
 
 
 @dataclass(frozen=True)
@@ -65,12 +108,14 @@ class Verdict(str, Enum):
 
 @dataclass(frozen=True)
 class Decision:
-    """Accept or reject, with a reason a technician understands and the item that decided it."""
+    """Accept or reject, with a reason a technician understands, the same reason as a code that
+    programs match on (never the text: it is reworded for people), and the item that decided it."""
 
     verdict: Verdict
     reason: str
     material: str | None = None
     item: Detection | None = None
+    code: ReasonCode = field(kw_only=True)
 
     @property
     def accepted(self) -> bool:
@@ -89,18 +134,24 @@ class MaskGeometry:
 
 @dataclass(frozen=True)
 class Segmentation:
-    """The SAM2 mask of an accepted item: a PNG on disk and its geometry."""
+    """The SAM2 mask of an accepted item: its pixels (boolean, the frame's size; made for this item
+    and never reused), a PNG on disk when a mask folder is set, and its geometry."""
 
     frame_index: int
     mask_path: str | None
     geometry: MaskGeometry
     score: float
     timings_ms: dict[str, float] = field(default_factory=dict, compare=False)
+    mask: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
 class ItemResult:
-    """Everything the pipeline decided about one frame; handed to sinks as soon as it is decided."""
+    """Everything the pipeline decided about one frame; handed to sinks as soon as it is decided.
+
+    ``frame`` is the frame itself: its pixels are valid until the item's :class:`Deposit` has
+    reached every sink (see :class:`Frame`); None where a result is made without one (tests).
+    """
 
     frame_index: int
     source: str
@@ -108,6 +159,7 @@ class ItemResult:
     detections: Detections
     decision: Decision
     timings_ms: dict[str, float] = field(default_factory=dict, compare=False)
+    frame: Frame | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,12 @@ Threads, one per stage, joined by bounded queues:
 - a sink sees every frame's :class:`ItemResult` immediately and a :class:`Deposit` once the
   item is complete (with its mask when it was segmented): the outbox (issue 4) plugs in there.
 
+Ownership of the pixels: the :class:`ItemResult` carries its :class:`Frame`, and the pipeline
+releases the frame (its buffer goes back to the source's pool) only after every sink has had the
+item's :class:`Deposit`. So a sink may read ``result.frame.image`` in ``on_result`` and in
+``on_deposit`` without copying; what it keeps longer it copies. The :class:`Segmentation` carries
+the mask's pixels (SAM2 makes a new array per item, so they are the sink's to keep).
+
 ``start`` warms the models up before ``ready`` is set. ``stop`` is prompt: it waits for the
 inference already running (native code cannot be interrupted), never for the frames behind it.
 Every item decided by then reaches the sinks, so the recorder commits it; an item still waiting
@@ -116,7 +122,9 @@ class BoundedQueue(Generic[T]):
 
 
 class Sink(Protocol):
-    """Where results go. Called from pipeline threads: keep it quick, hand heavy work to a queue."""
+    """Where results go. Called from pipeline threads: keep it quick, hand heavy work to a queue.
+
+    ``result.frame`` is lent: its pixels are valid until this item's ``on_deposit`` returns."""
 
     def on_result(self, result: ItemResult) -> None: ...
 
@@ -293,10 +301,12 @@ class Pipeline:
             self.stats.frames_dropped += 1
 
     def _segment_dropped(self, job: _SegmentJob) -> None:
-        job.frame.release()
         with self._lock:
             self.stats.segment_skipped += 1
-        self._emit_deposit(Deposit(job.result, None))
+        try:
+            self._emit_deposit(Deposit(job.result, None))
+        finally:
+            job.frame.release()
 
     def _next_batch(self) -> list[Frame]:
         first = self._frames.get()
@@ -345,7 +355,7 @@ class Pipeline:
             "decision_ms": (t1 - t0) * 1e3,
             "e2e_ms": (t1 - frame.t_read) * 1e3,
         }
-        result = ItemResult(frame.index, frame.source, frame.timestamp, det, verdict, timings)
+        result = ItemResult(frame.index, frame.source, frame.timestamp, det, verdict, timings, frame)
         with self._lock:
             self.stats.frames_processed += 1
             if verdict.accepted:
@@ -362,8 +372,10 @@ class Pipeline:
             except QueueClosedError:  # stopping: delivered now, without a mask
                 with self._lock:
                     self.stats.segment_skipped += 1
-        frame.release()
-        self._emit_deposit(Deposit(result, None))
+        try:
+            self._emit_deposit(Deposit(result, None))
+        finally:
+            frame.release()
 
     def _segment_loop(self) -> None:
         assert self.segmenter is not None
@@ -408,7 +420,7 @@ class Pipeline:
         with self._lock:
             self.stats.segmented += 1
             self.stats.record(timings, self.config.timing_window)
-        return Segmentation(job.frame.index, path, geometry, score, timings)
+        return Segmentation(job.frame.index, path, geometry, score, timings, mask)
 
     def _emit_deposit(self, deposit: Deposit) -> None:
         for sink in self.sinks:

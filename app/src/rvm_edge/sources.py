@@ -6,6 +6,10 @@ File sources end (or loop). Unreadable images are skipped and counted.
 
 Frames from capture devices are read into buffers from a small pool and handed back by the
 last stage that uses them, so a running camera allocates nothing per frame.
+
+``fps`` paces a source (the lab plays a video or a folder as if it were a camera): the source
+waits for the frame's turn *before* it reads and stamps it, so the wait is never counted as
+queue wait or latency. A source that cannot keep up is counted (``stats.late``), not hidden.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ class SourceStats:
     frames: int = 0
     unreadable: int = 0
     reconnects: int = 0
+    late: int = 0  # paced frames read more than one period after their turn: the source is too slow
 
 
 class BufferPool:
@@ -82,10 +87,14 @@ class FrameSource:
     live = False
     name = "source"
 
-    def __init__(self) -> None:
+    def __init__(self, fps: float | None = None) -> None:
+        if fps is not None and fps <= 0:
+            raise SourceError(f"fps must be above 0, got {fps}")
         self.stats = SourceStats()
         self._stop = threading.Event()
         self._index = 0
+        self.period = 1.0 / fps if fps else 0.0
+        self._next_at: float | None = None
 
     def stop(self) -> None:
         self._stop.set()
@@ -94,8 +103,29 @@ class FrameSource:
     def stopped(self) -> bool:
         return self._stop.is_set()
 
-    def _frame(self, image: np.ndarray, pool: BufferPool | None = None) -> Frame:
-        f = Frame(self._index, image, self.name, time.time(), time.perf_counter(), pool)
+    def _wait_turn(self) -> bool:
+        """Block until the next frame is due at ``fps`` (at once when unpaced); False when stopped.
+
+        A frame that comes more than a period late is counted in ``stats.late`` and the schedule
+        restarts from now: a slow source must not be followed by a burst that catches up.
+        """
+        if not self.period:
+            return not self._stop.is_set()
+        now = time.monotonic()
+        if self._next_at is None:
+            self._next_at = now
+        delay = self._next_at - now
+        if delay > 0:
+            if self._stop.wait(delay):
+                return False
+        elif -delay > self.period:
+            self.stats.late += 1
+            self._next_at = now
+        self._next_at += self.period
+        return not self._stop.is_set()
+
+    def _frame(self, image: np.ndarray, pool: BufferPool | None = None, source: str | None = None) -> Frame:
+        f = Frame(self._index, image, source or self.name, time.time(), time.perf_counter(), pool)
         self._index += 1
         self.stats.frames += 1
         return f
@@ -121,8 +151,9 @@ class CaptureSource(FrameSource):
         loop: bool = False,
         backoff_s: tuple[float, float] = (0.5, 30.0),
         pool: BufferPool | None = None,
+        fps: float | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(fps)
         self.name, self.live, self.loop = name, live, loop
         self._opener = opener
         self._backoff = backoff_s
@@ -160,7 +191,7 @@ class CaptureSource(FrameSource):
                 f"{self.name}: cannot open this video file (missing, or a format OpenCV cannot read)"
             )
         first = True
-        while not self._stop.is_set():
+        while self._wait_turn():
             if self._cap is None:
                 if not self._reconnect():
                     break
@@ -194,8 +225,8 @@ class CaptureSource(FrameSource):
 class ImageFolderSource(FrameSource):
     """Every image in a folder, sorted by name, once or looping; unreadable files are skipped and counted."""
 
-    def __init__(self, folder: Path, loop: bool = False) -> None:
-        super().__init__()
+    def __init__(self, folder: Path, loop: bool = False, fps: float | None = None) -> None:
+        super().__init__(fps)
         self.name = str(folder)
         self.loop = loop
         self.files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -206,7 +237,7 @@ class ImageFolderSource(FrameSource):
         while not self._stop.is_set():
             readable = 0
             for path in self.files:
-                if self._stop.is_set():
+                if not self._wait_turn():
                     return
                 image = cv2.imread(str(path), cv2.IMREAD_COLOR)
                 if image is None:
@@ -214,8 +245,7 @@ class ImageFolderSource(FrameSource):
                     log.warning("skipping unreadable image %s", path)
                     continue
                 readable += 1
-                frame = self._frame(image)
-                yield Frame(frame.index, frame.image, str(path), frame.timestamp, frame.t_read)
+                yield self._frame(image, source=str(path))
             if not self.loop or readable == 0:
                 return
 
@@ -251,23 +281,23 @@ def csi_pipeline(sensor_id: int = 0, width: int = 1280, height: int = 720, fps: 
     )
 
 
-def open_source(spec: str, loop: bool = False) -> FrameSource:
+def open_source(spec: str, loop: bool = False, fps: float | None = None) -> FrameSource:
     """A source from one string: ``0`` or ``/dev/video0`` (camera), ``csi`` or a GStreamer pipeline
-    (contains ``!``), a video file, or an image folder."""
+    (contains ``!``), a video file, or an image folder; ``fps`` paces it (see the module docstring)."""
     if spec.isdigit():
-        return CaptureSource(f"camera {spec}", _v4l2(int(spec)), live=True)
+        return CaptureSource(f"camera {spec}", _v4l2(int(spec)), live=True, fps=fps)
     if spec.startswith("/dev/video"):
-        return CaptureSource(spec, _v4l2(spec), live=True)
+        return CaptureSource(spec, _v4l2(spec), live=True, fps=fps)
     if spec == "csi" or spec.startswith("csi:"):
         sensor = int(spec.split(":", 1)[1]) if ":" in spec else 0
-        return CaptureSource(f"csi camera {sensor}", _gstreamer(csi_pipeline(sensor)), live=True)
+        return CaptureSource(f"csi camera {sensor}", _gstreamer(csi_pipeline(sensor)), live=True, fps=fps)
     if "!" in spec:
-        return CaptureSource("gstreamer", _gstreamer(spec), live=True)
+        return CaptureSource("gstreamer", _gstreamer(spec), live=True, fps=fps)
     path = Path(spec)
     if path.is_dir():
-        return ImageFolderSource(path, loop)
+        return ImageFolderSource(path, loop, fps)
     if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES:
-        return CaptureSource(str(path), lambda: cv2.VideoCapture(str(path)), live=False, loop=loop)
+        return CaptureSource(str(path), lambda: cv2.VideoCapture(str(path)), live=False, loop=loop, fps=fps)
     if path.is_file():
         raise SourceError(
             f"{spec}: not a video file ({', '.join(sorted(VIDEO_SUFFIXES))}); for images give their folder"

@@ -25,7 +25,7 @@ def test_defaults_then_file_then_environment(tmp_path: Path) -> None:
     )
     assert cfg.server.port == 9100  # env beats file
     assert cfg.storage.max_disk_mb == 100  # file beats default
-    assert cfg.platform.heartbeat_interval_s == 30 and cfg.server.bind == "127.0.0.1"  # defaults
+    assert cfg.platform.heartbeat_interval_s == 30 and cfg.server.bind == ("127.0.0.1",)  # defaults
     assert cfg.models.segmentation.enabled is False
     assert cfg.platform.api_key_file == "${CREDENTIALS_DIRECTORY}/api-key"
 
@@ -148,3 +148,38 @@ def test_schema_lists_every_section_with_defaults(capsys: pytest.CaptureFixture[
         platform["heartbeat_interval_s"]["default"] == 30
         and platform["allow_insecure_http"]["default"] is False
     )
+
+
+@pytest.mark.parametrize(
+    ("bind", "expected"),
+    [
+        ("10.20.0.5", ("10.20.0.5",)),  # one string, as before
+        ("[127.0.0.1, 10.20.0.5]", ("127.0.0.1", "10.20.0.5")),  # loopback + management address
+        ("[127.0.0.1, 'fd00::5']", ("127.0.0.1", "fd00::5")),
+    ],
+)
+def test_server_bind_takes_one_address_or_a_list(
+    tmp_path: Path, bind: str, expected: tuple[str, ...]
+) -> None:
+    cfg = load_config(write(tmp_path, MINIMAL + f"server: {{bind: {bind}}}\n"), {})
+    assert cfg.server.bind == expected
+    env = load_config(write(tmp_path, MINIMAL), {"RVM_EDGE__SERVER__BIND": bind})
+    assert env.server.bind == expected
+
+
+@pytest.mark.parametrize(
+    ("bind", "message"),
+    [
+        ("[127.0.0.1, mgmt.example]", "server.bind: expected an IP address (e.g. 127.0.0.1 or the management "
+         "address), got 'mgmt.example' (entry 2 of 2)"),
+        ("[]", "server.bind: expected at least one IP address, got an empty list"),
+        ("[127.0.0.1, 127.0.0.1]", "server.bind: '127.0.0.1' is listed twice"),
+        ("[0.0.0.0, 127.0.0.1]", "server.bind: a wildcard (0.0.0.0 or ::) already covers every address"),
+        ("{a: 1}", "server.bind: Input should be a valid tuple"),
+    ],
+)  # fmt: skip
+def test_a_bad_bind_address_names_the_key_and_the_entry(tmp_path: Path, bind: str, message: str) -> None:
+    path = write(tmp_path, MINIMAL + f"server: {{bind: {bind}}}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path, {})
+    assert f"{path}: {message}" in str(err.value)

@@ -8,15 +8,26 @@ import cv2
 import numpy as np
 
 from onnx_models import tiny_sam2
-from rvm_edge.decision import DecisionConfig
+from rvm_edge.decision import DecisionConfig, ReasonCode
 from rvm_edge.detector import load_detector
-from rvm_edge.messages import Decision, Detection, Detections, ItemResult, MaskGeometry, Verdict
-from rvm_edge.pipeline import Pipeline, PipelineConfig
+from rvm_edge.messages import (
+    Decision,
+    Deposit,
+    Detection,
+    Detections,
+    Frame,
+    ItemResult,
+    MaskGeometry,
+    Segmentation,
+    Verdict,
+)
+from rvm_edge.pipeline import CollectingSink, Pipeline, PipelineConfig
 from rvm_edge.segment import Sam2Segmenter
-from rvm_edge.service.dashboard import MASK_BGR, annotate
-from rvm_edge.service.recorder import FrameTap, MaskTap, ModelInfo, Recorder
+from rvm_edge.service.dashboard import MASK_BGR, LiveView, annotate
+from rvm_edge.service.deposit import ModelInfo
+from rvm_edge.service.recorder import Recorder
 from rvm_edge.service.store import Store
-from rvm_edge.sources import open_source
+from rvm_edge.sources import BufferPool, open_source
 
 GREY = 90
 H, W = 120, 160
@@ -34,14 +45,17 @@ def ellipse_mask() -> np.ndarray:
     return canvas.astype(bool)
 
 
-def accepted(index: int, box: tuple[float, float, float, float] = BOX) -> ItemResult:
+def accepted(
+    index: int, box: tuple[float, float, float, float] = BOX, frame: Frame | None = None
+) -> ItemResult:
     item = Detection(0, "bottle", 0.9, box)
     return ItemResult(
         index,
         "test",
         0.0,
         Detections(index, (H, W), (item,)),
-        Decision(Verdict.ACCEPTED, "ok", "plastic", item),
+        Decision(Verdict.ACCEPTED, "ok", "plastic", item, code=ReasonCode.ACCEPTED),
+        frame=frame,
     )
 
 
@@ -79,22 +93,27 @@ def test_without_a_mask_only_the_box_is_drawn() -> None:
             assert unchanged(out, yx), (mask is not None, yx)
 
 
-def test_mask_tap_hands_over_the_accepted_items_mask_once() -> None:
-    class Segmenter:
-        size = (64, 64)
-
-        def segment(self, image: np.ndarray, boxes: list) -> tuple[list, dict[str, float]]:
-            return [(ellipse_mask(), 0.9) for _ in boxes], {"sam2_encode_ms": 1.0}
-
-    tap = MaskTap(Segmenter())
-    assert tap.size == (64, 64)  # everything else is the segmenter's
-    masks, timings = tap.segment(np.zeros((H, W, 3), np.uint8), [BOX])
-    assert len(masks) == 1 and timings == {"sam2_encode_ms": 1.0}  # passed through as they came
-    assert tap.take((0.0, 0.0, 1.0, 1.0)) is None  # another item's box: not this mask
-    tap.segment(np.zeros((H, W, 3), np.uint8), [BOX])
-    taken = tap.take(BOX)
-    assert taken is not None and np.array_equal(taken, ellipse_mask())
-    assert tap.take(BOX) is None  # nothing kept once handed over
+def test_live_view_keeps_its_own_copy_of_the_frame_and_the_mask_from_the_message() -> None:
+    """The frame's buffer goes back to the camera's pool after the deposit (and is overwritten by
+    the next frame): the dashboard still shows the segmented item's own pixels and mask."""
+    pool = BufferPool()
+    frame = Frame(7, np.full((H, W, 3), GREY, np.uint8), "test", 0.0, 0.0, pool)
+    live = LiveView()
+    assert live.frame_jpeg() is None  # nothing seen yet
+    r = accepted(7, frame=frame)
+    live.on_result(r)
+    seg = Segmentation(7, None, MaskGeometry(1, 0.5, 90.0, (80.0, 60.0)), 0.9, {}, ellipse_mask())
+    live.on_deposit(Deposit(r, seg))
+    frame.release()  # the pipeline's release: the buffer is reused for a white frame
+    buf = pool.acquire((H, W, 3))
+    assert buf is not None
+    buf[:] = 255
+    out = decoded(live.frame_jpeg())
+    assert unchanged(out, FAR_PX[0])  # still grey: a copy, not the pool's buffer
+    b, g, r_ = out[FILL_PX]  # and the mask from the Segmentation message is drawn
+    assert r_ > GREY + 30 and b < GREY - 15, (b, g, r_)
+    mask = live.last_mask()
+    assert mask is not None and mask[0] == 7
 
 
 def test_the_service_wiring_shows_the_last_segmented_frame_with_its_mask(
@@ -103,18 +122,17 @@ def test_the_service_wiring_shows_the_last_segmented_frame_with_its_mask(
     """Source -> detector -> SAM2 (tiny, real ONNX) -> recorder, as the runner wires them: the
     recorder keeps the last segmented item's mask pixels, and the dashboard draws them."""
     encoder, decoder = tiny_sam2(tmp_path / "sam2")
-    masks = MaskTap(Sam2Segmenter(encoder, decoder))
-    tap = FrameTap(open_source(str(frames_dir)))
     store = Store(tmp_path / "data")
+    live, seen = LiveView(), CollectingSink()
     recorder = Recorder(
-        store, tap, "hw-1", ModelInfo("fixed", "1", "ab" * 32, "onnxruntime"), 100_000, masks=masks
+        store, "hw-1", ModelInfo("fixed", "1", "ab" * 32, "onnxruntime"), 100_000, listeners=[live.recorded]
     )
     pipe = Pipeline(
-        tap,
+        open_source(str(frames_dir)),
         load_detector(one_bottle_model),
         DecisionConfig(),
-        masks,
-        [recorder],
+        Sam2Segmenter(encoder, decoder),
+        [recorder, live, seen],
         PipelineConfig(warmup_runs=0),
     )
     pipe.start()
@@ -124,14 +142,16 @@ def test_the_service_wiring_shows_the_last_segmented_frame_with_its_mask(
         pipe.stop()
         store.close()
     assert pipe.failure is None and pipe.stats.segmented == 5
-    assert recorder.last_mask is not None and recorder.last_frame is not None
-    index, pixels = recorder.last_mask
+    assert [d["deposit_id"] for d in live.recent()] and len(live.recent()) == recorder.recorded == 5
+    mask = live.last_mask()
+    assert mask is not None
+    index, pixels = mask
     assert index == 4 and isinstance(pixels, np.ndarray)  # the newest mask only, as pixels
     assert pixels.shape == (H, W) and pixels.dtype == bool and pixels[H // 2, W // 2]
-    image, result = recorder.last_frame
-    assert result.frame_index == index
-    out = decoded(annotate(image, result, recorder.last_mask))
-    plain = decoded(annotate(image, result, (index, MaskGeometry(0, 0.0, 0.0, (0.0, 0.0)))))
+    out = decoded(live.frame_jpeg())
+    image = cv2.imread(str(sorted(frames_dir.iterdir())[index]))
+    assert image is not None
+    plain = decoded(annotate(image, seen.results[index], (index, MaskGeometry(0, 0.0, 0.0, (0.0, 0.0)))))
     # the tiny decoder's mask is a centred disc: the frame's centre is tinted orange, a corner is not
     assert out[H // 2 + 20, W // 2, 2] > plain[H // 2 + 20, W // 2, 2] + 30
     assert np.abs(out[5, 5] - plain[5, 5]).max() < 10

@@ -15,7 +15,8 @@ import cv2
 import numpy as np
 import pytest
 
-from rvm_edge.service.outbox import Sender, backoff_from, encode_image
+from rvm_edge.service.deposit import encode_image
+from rvm_edge.service.outbox import Sender, backoff_from
 from rvm_edge.service.platform import PlatformClient, PlatformSettings
 from rvm_edge.service.store import Store
 from service.helpers import API_KEY

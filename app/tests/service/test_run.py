@@ -223,6 +223,8 @@ def test_sighup_applies_live_keys_and_keeps_the_old_config_when_invalid(
         ({"storage": {"data_dir": "/proc/rvm-edge"}}, 4, "storage.data_dir"),
         ({"device": {"id": ""}}, 2, "device.id"),
         ({"logging": {"file": "/proc/no/such/dir/rvm-edge.log"}}, 2, "logging.file"),
+        # a second address this host does not have (TEST-NET-1): named, and exit 6
+        ({"server": {"bind": ["127.0.0.1", "192.0.2.1"]}}, 6, "server.bind: cannot listen on 192.0.2.1:"),
     ],
 )
 def test_startup_failures_exit_with_their_documented_code(

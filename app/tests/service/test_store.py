@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -126,3 +127,33 @@ def test_db_version_reports_both_schemas_without_migrating(
     (data / DB_NAME).write_bytes(b"not a database" * 100)
     assert main(["db", "version", "--config", str(config)]) == 1
     assert "rvm-edge db check" in capsys.readouterr().err
+
+
+def test_restore_keeps_what_a_crashed_service_left_in_the_wal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After a kill -9 the newest deposits can live only in the WAL (checkpoints run in the
+    background). A restore removes that WAL, so the copy it keeps aside (.pre-restore) must be
+    made through SQLite, not as a file copy of the main database, or those deposits are lost."""
+    running = tmp_path / "running"
+    store = Store(running)  # no checkpointer: every commit stays in the WAL, as between checkpoints
+    fill(store, 3)
+    crashed = tmp_path / "data"  # the files exactly as a kill -9 leaves them: main file + WAL
+    crashed.mkdir()
+    for suffix in ("", "-wal"):
+        shutil.copyfile(running / f"{DB_NAME}{suffix}", crashed / f"{DB_NAME}{suffix}")
+    store.close()
+    assert (crashed / f"{DB_NAME}-wal").stat().st_size > 0
+    config = tmp_path / "config.yml"
+    config.write_text(
+        f"profile: dev\ndevice: {{id: d}}\nmodels: {{manifest: /m.json}}\nstorage: {{data_dir: {crashed}}}\n"
+    )
+    empty = tmp_path / "empty-backup.sqlite3"
+    Store(tmp_path / "empty").close()
+    shutil.copyfile(tmp_path / "empty" / DB_NAME, empty)
+    assert main(["db", "restore", "--config", str(config), str(empty)]) == 0
+    kept = sqlite3.connect(str(crashed / f"{DB_NAME}.pre-restore"))
+    assert kept.execute("SELECT COUNT(*) FROM deposits").fetchone()[0] == 3
+    kept.close()
+    assert Store(crashed).status().pending == 0  # the restored (empty) database, no stale WAL replayed
+    assert not (crashed / f"{DB_NAME}.restore.tmp").exists()

@@ -11,7 +11,6 @@ import argparse
 import fcntl
 import json
 import os
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -205,7 +204,7 @@ def cmd_db_backup(args: argparse.Namespace) -> int:
 
 
 def cmd_db_restore(args: argparse.Namespace) -> int:
-    from rvm_edge.service.store import DB_NAME, check
+    from rvm_edge.service.store import DB_NAME, backup, check
 
     cfg = _config_or_exit(args.config)
     if _service_running(cfg.storage.data_dir):
@@ -218,15 +217,18 @@ def cmd_db_restore(args: argparse.Namespace) -> int:
         return 1
     dest = cfg.storage.data_dir / DB_NAME
     dest.parent.mkdir(parents=True, exist_ok=True)
+    staged = dest.with_name(dest.name + ".restore.tmp")
+    backup(args.src, staged, atomic=False)  # the backup's own WAL content too, not only its main file
     if dest.exists():
         keep = dest.with_name(dest.name + ".pre-restore")
-        shutil.copy2(dest, keep)
+        # through SQLite, not a file copy: after a crash the WAL can hold committed deposits that
+        # the main file does not have yet, and the WAL is removed below
+        backup(dest, keep)
         print(f"kept the current database as {keep}")
+    # a WAL left beside the restored file would be replayed into it: remove it first
     for suffix in ("-wal", "-shm"):
         Path(str(dest) + suffix).unlink(missing_ok=True)
-    tmp = dest.with_name(dest.name + ".restore.tmp")
-    shutil.copy2(args.src, tmp)
-    tmp.replace(dest)
+    staged.replace(dest)
     print(f"restored {args.src} -> {dest}")
     return 0
 

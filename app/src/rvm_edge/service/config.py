@@ -171,19 +171,50 @@ class StorageConfig(_Section):
     image_retention_days: float = Field(default=30, gt=0)
 
 
+WILDCARDS = ("0.0.0.0", "::")
+
+
 class ServerConfig(_Section):
-    bind: str = "127.0.0.1"
+    """The HTTP server listens on every address of ``bind`` (one string, or a list), same port.
+
+    Typical: ``[127.0.0.1, <management address>]``: loopback for the health gate and local tools,
+    the management address for the monitoring server's scrape of ``/metrics``.
+    """
+
+    bind: tuple[str, ...] = Field(
+        default=("127.0.0.1",),
+        description="IP address, or a list of them, to listen on (e.g. [127.0.0.1, <management address>])",
+    )
     port: int = Field(default=8080, ge=0, le=65535)
     token_file: str = "${CREDENTIALS_DIRECTORY}/api-token"
 
+    @field_validator("bind", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
     @field_validator("bind")
     @classmethod
-    def _ip(cls, v: str) -> str:
-        try:
-            ipaddress.ip_address(v)
-        except ValueError:
-            raise ValueError(f"expected an IP address (e.g. the ZeroTier address), got {v!r}") from None
-        return v
+    def _ips(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if not v:
+            raise ValueError("expected at least one IP address, got an empty list")
+        seen: set[ipaddress.IPv4Address | ipaddress.IPv6Address] = set()
+        for i, addr in enumerate(v):
+            where = f" (entry {i + 1} of {len(v)})" if len(v) > 1 else ""
+            try:
+                ip = ipaddress.ip_address(addr)
+            except ValueError:
+                raise ValueError(
+                    f"expected an IP address (e.g. 127.0.0.1 or the management address), got {addr!r}{where}"
+                ) from None
+            if ip in seen:
+                raise ValueError(f"{addr!r} is listed twice")
+            seen.add(ip)
+        if len(v) > 1 and any(a in WILDCARDS for a in v):
+            raise ValueError(
+                f"a wildcard ({' or '.join(WILDCARDS)}) already covers every address: list it alone"
+            )
+        return tuple(v)
 
 
 class LoggingConfig(_Section):
@@ -391,6 +422,19 @@ def changed_keys(old: ServiceConfig, new: ServiceConfig) -> list[str]:
 
     walk(old, new, "")
     return out
+
+
+def keep_values(new: ServiceConfig, old: ServiceConfig, keys: list[str]) -> ServiceConfig:
+    """``new`` with the values at ``keys`` (dotted paths) taken from ``old``: a reload keeps the
+    running value of every key that needs a restart."""
+    data, before = new.model_dump(), old.model_dump()
+    for key in keys:
+        *parents, leaf = key.split(".")
+        dst, src = data, before
+        for p in parents:
+            dst, src = dst[p], src[p]
+        dst[leaf] = src[leaf]
+    return ServiceConfig.model_validate(data)
 
 
 def is_live(key: str) -> bool:

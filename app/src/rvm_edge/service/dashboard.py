@@ -2,18 +2,25 @@
 """The live dashboard: one self-contained page (inline CSS and JS, no CDN: devices may be offline).
 
 It polls ``/api/status`` every 2 s and reloads ``/api/frame.jpg`` (the last frame with its boxes
-and, when SAM2 segmented its item, the mask). The frame is drawn when the page asks for it, on
-the HTTP thread, never on the pipeline's.
+and, when SAM2 segmented its item, the mask). :class:`LiveView` holds what the page shows: it is
+a pipeline sink (frames and masks arrive in the messages) and a listener of the recorder (recent
+deposits). The frame is drawn when the page asks for it, on the HTTP thread, never on the
+pipeline's.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import threading
+from collections import deque
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 
-from rvm_edge.messages import MaskGeometry
+from rvm_edge.messages import Deposit, ItemResult, MaskGeometry
+
+if TYPE_CHECKING:
+    from rvm_edge.service.recorder import Recorded
 
 MASK_BGR = (30, 160, 230)  # orange: apart from the boxes' green and red
 MASK_ALPHA = 0.45  # the item stays visible under its mask
@@ -46,12 +53,16 @@ def draw_axis(img: np.ndarray, g: MaskGeometry) -> None:
 
 
 def annotate(
-    image: np.ndarray, result: Any, mask: tuple[int, np.ndarray | MaskGeometry] | None
+    image: np.ndarray,
+    result: Any,
+    mask: tuple[int, np.ndarray | MaskGeometry] | None,
+    copy: bool = True,
 ) -> bytes | None:
     """The frame as JPEG with its boxes (green: the accepted item, red: the rest) and, when SAM2
     segmented it, the mask: filled and outlined from its pixels, or only its centroid and major
-    axis from its geometry. A mask of another frame is not drawn: it would not fit this one."""
-    img = image.copy()
+    axis from its geometry. A mask of another frame is not drawn: it would not fit this one.
+    ``copy=False`` draws on ``image`` itself (the caller's own copy)."""
+    img = image.copy() if copy else image
     own = mask is not None and mask[0] == result.frame_index
     if own and isinstance(mask[1], np.ndarray):  # under the boxes, so they stay readable
         draw_mask(img, mask[1])
@@ -66,6 +77,78 @@ def annotate(
         draw_axis(img, mask[1])
     ok, buf = cv2.imencode(".jpg", img)
     return buf.tobytes() if ok else None
+
+
+class LiveView:
+    """The dashboard's state: the last frame with something in view (a copy in one reused buffer:
+    the pipeline's frame buffers go back to the camera), the newest segmented item's mask, and the
+    recent deposits. Only the newest of each is kept, so memory stays flat."""
+
+    def __init__(self, recent: int = 30) -> None:
+        self._lock = threading.Lock()
+        self._image: np.ndarray | None = None
+        self._result: ItemResult | None = None
+        # (frame index, the mask's pixels, or its geometry when the pixels are not known)
+        self._mask: tuple[int, np.ndarray | MaskGeometry] | None = None
+        self._recent: deque[dict[str, Any]] = deque(maxlen=recent)
+
+    def _show(self, result: ItemResult) -> None:
+        if result.frame is None or result.frame.released:
+            return
+        image = result.frame.image
+        with self._lock:
+            if self._image is None or self._image.shape != image.shape:
+                self._image = image.copy()
+            else:
+                np.copyto(self._image, image)
+            self._result = result
+
+    # -- pipeline sink ----------------------------------------------------------------------
+    def on_result(self, result: ItemResult) -> None:
+        if result.detections.items or self._result is None:
+            self._show(result)
+
+    def on_deposit(self, deposit: Deposit) -> None:
+        """A mask arrives after newer frames were decided (SAM2 is the slow stage), and it is only
+        drawn on its own frame: show that frame again, with its mask."""
+        seg = deposit.segmentation
+        if seg is None:
+            return
+        with self._lock:
+            self._mask = (deposit.result.frame_index, seg.mask if seg.mask is not None else seg.geometry)
+        self._show(deposit.result)
+
+    # -- recorder listener ------------------------------------------------------------------
+    def recorded(self, event: Recorded) -> None:
+        r = event.deposit.result
+        d = r.decision
+        self._recent.appendleft(
+            {
+                "deposit_id": event.deposit_id,
+                "time": event.timestamp,
+                "decision": d.verdict.value,
+                "reason": d.reason,
+                "material": d.material,
+                "e2e_ms": round(r.timings_ms.get("e2e_ms", 0.0), 1),
+                "offline": event.offline,
+            }
+        )
+
+    # -- read by the HTTP server ------------------------------------------------------------
+    def recent(self) -> list[dict[str, Any]]:
+        return list(self._recent)
+
+    def last_mask(self) -> tuple[int, np.ndarray | MaskGeometry] | None:
+        with self._lock:
+            return self._mask
+
+    def frame_jpeg(self) -> bytes | None:
+        """The last frame with its boxes and, when SAM2 segmented it, its mask; None before any."""
+        with self._lock:
+            if self._image is None or self._result is None:
+                return None
+            image, result, mask = self._image.copy(), self._result, self._mask
+        return annotate(image, result, mask, copy=False)
 
 
 DASHBOARD_HTML = """<!doctype html>

@@ -1,4 +1,5 @@
-"""Prometheus metrics: counters and histograms fed by the recorder, gauges read at scrape time.
+"""Prometheus metrics: counters and histograms fed as a pipeline sink and a listener of the
+recorder, gauges read at scrape time.
 
 Gauges that mirror state (outbox depth, heartbeat age, pipeline counters) are computed by a
 collector when Prometheus scrapes, so they can never drift from the source of truth.
@@ -8,13 +9,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
 from rvm_edge.messages import Deposit, ItemResult
+
+if TYPE_CHECKING:
+    from rvm_edge.service.recorder import Recorded
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -108,19 +112,24 @@ class Metrics:
 
         r.register(_Build())
 
-    def observe(self, result: ItemResult | None, deposit: Deposit | None, extra: dict[str, float]) -> None:
-        if result is not None:
-            self.decisions.labels(result.decision.verdict.value).inc()
-            for d in result.detections.items:
-                self.detections.labels(d.class_name).inc()
-            for k, v in result.timings_ms.items():
-                self.stage.labels(k.removesuffix("_ms")).observe(v / 1e3)
-        if deposit is not None:
-            self.deposits.inc()
-            if deposit.segmentation is not None:
-                for k, v in deposit.segmentation.timings_ms.items():
-                    self.stage.labels(k.removesuffix("_ms")).observe(v / 1e3)
-        for k, v in extra.items():
+    # -- pipeline sink: decisions and stage timings, for every frame -----------------------
+    def on_result(self, result: ItemResult) -> None:
+        self.decisions.labels(result.decision.verdict.value).inc()
+        for d in result.detections.items:
+            self.detections.labels(d.class_name).inc()
+        self._stages(result.timings_ms)
+
+    def on_deposit(self, deposit: Deposit) -> None:
+        if deposit.segmentation is not None:
+            self._stages(deposit.segmentation.timings_ms)
+
+    # -- recorder listener: what a durable deposit cost ------------------------------------
+    def recorded(self, event: Recorded) -> None:
+        self.deposits.inc()
+        self._stages(event.timings_ms)  # encode, commit, record
+
+    def _stages(self, timings_ms: dict[str, float]) -> None:
+        for k, v in timings_ms.items():
             self.stage.labels(k.removesuffix("_ms")).observe(v / 1e3)
 
     def platform_error(self, endpoint: str, kind: str) -> None:

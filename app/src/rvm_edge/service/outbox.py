@@ -24,54 +24,15 @@ import logging
 import random
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import cv2
-import numpy as np
-
+from rvm_edge.service.deposit import placeholder_jpeg, shrink_encoded
 from rvm_edge.service.platform import Backoff, PlatformClient, Reply
 from rvm_edge.service.store import DepositRow, Store
 
 log = logging.getLogger(__name__)
-
-# the smallest valid JPEG-able placeholder: sent when an image was pruned under the disk quota
-_PLACEHOLDER: bytes | None = None
-
-
-def placeholder_jpeg() -> bytes:
-    global _PLACEHOLDER
-    if _PLACEHOLDER is None:
-        _ok, buf = cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))
-        _PLACEHOLDER = buf.tobytes()
-    return _PLACEHOLDER
-
-
-def encode_image(image: np.ndarray, max_bytes: int, quality: int = 90) -> bytes:
-    """JPEG under ``max_bytes`` (the platform's 5 MB limit): lower quality first, then smaller."""
-    img = image
-    q = quality
-    while True:
-        ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, q])
-        if not ok:
-            raise ValueError("JPEG encoding failed")
-        if buf.nbytes <= max_bytes:
-            return buf.tobytes()
-        if q > 60:
-            q -= 15
-        else:
-            h, w = img.shape[:2]
-            img = cv2.resize(img, (max(1, int(w * 0.7)), max(1, int(h * 0.7))), interpolation=cv2.INTER_AREA)
-
-
-def shrink_encoded(data: bytes, max_bytes: int) -> bytes:
-    """An already encoded image over the limit, re-encoded smaller (or the placeholder if unreadable)."""
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if img is None:
-        return placeholder_jpeg()
-    return encode_image(img, max_bytes)
 
 
 @dataclass
@@ -254,10 +215,6 @@ class Sender:
         if link != self.state.link:
             log.info("platform link %s", link, extra={"link": link, "error": error})
         self.state.link, self.state.last_error = link, error
-
-
-def new_deposit_id() -> str:
-    return str(uuid.uuid4())
 
 
 def backoff_from(initial: float, maximum: float, seed: int | None = None) -> Backoff:

@@ -13,7 +13,7 @@ while the pipeline's threads are alive, so a wedged service is restarted by syst
 Exit codes (also in app/README.md):
   0 stopped cleanly   1 internal error   2 invalid config   3 models cannot be loaded
   4 storage unusable (data_dir, database, lock held)   5 secret file missing or unreadable
-  6 cannot listen on server.bind:port   7 source cannot be opened / pipeline failed
+  6 cannot listen on an address of server.bind   7 source cannot be opened / pipeline failed
   75 the platform asked for a restart (non-zero, so Restart=on-failure restarts it too)
 """
 
@@ -32,13 +32,15 @@ from typing import Any
 from rvm_edge import __version__
 from rvm_edge.service import config as cfgmod
 from rvm_edge.service.config import ConfigError, SecretError, ServiceConfig, load_config, read_secret
-from rvm_edge.service.dashboard import annotate
+from rvm_edge.service.dashboard import LiveView
+from rvm_edge.service.deposit import ModelInfo, OfflinePricing
+from rvm_edge.service.health import Readiness
 from rvm_edge.service.heartbeat import Link
 from rvm_edge.service.jsonlog import REDACTOR, audit, set_level, setup_logging
 from rvm_edge.service.metrics import Metrics
 from rvm_edge.service.outbox import Sender, backoff_from
 from rvm_edge.service.platform import PlatformClient, PlatformSettings
-from rvm_edge.service.recorder import FrameTap, MaskTap, ModelInfo, Recorder
+from rvm_edge.service.recorder import Recorder
 from rvm_edge.service.sdnotify import Notifier
 from rvm_edge.service.server import HttpServer, favour_responsiveness, lower_worker_priority
 from rvm_edge.service.store import Store, StoreError
@@ -47,12 +49,9 @@ log = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_INTERNAL, EXIT_CONFIG, EXIT_MODELS, EXIT_STORAGE = 0, 1, 2, 3, 4
 EXIT_SECRETS, EXIT_BIND, EXIT_PIPELINE, EXIT_RESTART = 5, 6, 7, 75
-FRAMES_STALL_S = 30.0
 STOP_BUDGET_S = 15.0  # the role's TimeoutStopSec is 20 s
 PIPELINE_DRAIN_S = 8.0
 WARMUP_RUNS = 2  # detector inferences before READY: the first real frame must not pay for lazy init
-OUTBOX_STALL_S = 600.0
-MIN_FREE_MB = 100.0
 
 
 class StartupError(Exception):
@@ -108,10 +107,16 @@ class Service:
         self.server: HttpServer | None = None
         self.model_info = ModelInfo("", "", "", config.models.backend)
         self.prom = Metrics(self._metric_state, __version__)
-        self._last_frames = 0
-        self._last_frame_at = time.monotonic()
-        self._last_sent = 0
-        self._last_sent_change = time.monotonic()
+        self.live = LiveView()
+        self.pricing = OfflinePricing(
+            dict(config.decision.points), dict(config.decision.weight_kg), self._offline
+        )
+        self.health = Readiness(
+            self,
+            lambda: self.model_info.name,
+            config.storage.data_dir,
+            lambda: self.cfg.storage.max_disk_mb,
+        )
         self.api_token: str | None = None
 
     # -- start -----------------------------------------------------------------------------
@@ -291,12 +296,13 @@ class Service:
         try:
             self.server = HttpServer(cfg.server.bind, cfg.server.port, self, self.api_token)
         except OSError as exc:
-            raise StartupError(
-                EXIT_BIND, f"server: cannot listen on {cfg.server.bind}:{cfg.server.port}: {exc.strerror}"
-            ) from None
+            raise StartupError(EXIT_BIND, f"server.bind: {exc.strerror}") from None
         favour_responsiveness()
         self.server.start()
-        log.info("http server listening", extra={"bind": cfg.server.bind, "port": self.server.port})
+        log.info(
+            "http server listening",
+            extra={"bind": [f"{h}:{p}" for h, p in self.server.addresses], "port": self.server.port},
+        )
         lower_worker_priority()
         self.notifier.status("loading models")
         models = self._load_and_warm()
@@ -308,33 +314,26 @@ class Service:
         from rvm_edge.sources import SourceError, open_source
 
         try:
-            source = open_source(cfg.source.spec(), loop=cfg.source.loop)
+            source = open_source(cfg.source.spec(), loop=cfg.source.loop, fps=cfg.source.fps)
         except SourceError as exc:
             raise StartupError(EXIT_PIPELINE, f"source: {exc}") from None
-        tap = FrameTap(source, fps=cfg.source.fps)
-        masks = MaskTap(segmenter) if segmenter is not None else None
-        d = cfg.decision
         self.recorder = Recorder(
             self.store,
-            tap,
             cfg.device.id,
             self.model_info,
             cfg.platform.max_image_bytes,
-            offline=self._offline,
-            points=dict(d.points),
-            weight_kg=dict(d.weight_kg),
-            record_empty=d.record_empty,
-            observe=self.prom.observe,
-            masks=masks,
+            pricing=self.pricing,
+            record_empty=cfg.decision.record_empty,
+            listeners=[self.prom.recorded, self.live.recorded],
         )
         try:
-            decision = d.to_runtime()
+            decision = cfg.decision.to_runtime()
             self.pipeline = Pipeline(
-                tap,
+                source,
                 detector,
                 decision,
-                masks,
-                [self.recorder],
+                segmenter,
+                [self.recorder, self.prom, self.live],  # the recorder first: durable before shown
                 PipelineConfig(segment=segmenter is not None, warmup_runs=0),  # warmed up above
             )
         except ValueError as exc:
@@ -349,57 +348,8 @@ class Service:
         log.info("ready", extra={"model": self.model_info.to_json(), "version": __version__})
 
     # -- state for the server ----------------------------------------------------------------
-    def _frames_processed(self) -> int:
-        return self.pipeline.stats.frames_processed if self.pipeline is not None else 0
-
     def readiness(self) -> tuple[bool, dict[str, Any]]:
-        now = time.monotonic()
-        checks: dict[str, dict[str, Any]] = {}
-        loaded = self.pipeline is not None and self.pipeline.ready.is_set()
-        checks["models_loaded"] = {"ok": loaded, "detail": self.model_info.name or "loading"}
-        frames = self._frames_processed()
-        if frames != self._last_frames:
-            self._last_frames, self._last_frame_at = frames, now
-        finished = self.pipeline is not None and self.pipeline.done.is_set() and self.pipeline.failure is None
-        arriving = frames > 0 and (now - self._last_frame_at < FRAMES_STALL_S or finished)
-        checks["frames_arriving"] = {
-            "ok": arriving,
-            "detail": "source finished" if finished else f"last frame {now - self._last_frame_at:.0f}s ago",
-        }
-        if self.store is not None:
-            st = self.store.status()
-            sent = self.sender.state.sent if self.sender else 0
-            if sent != self._last_sent or st.pending == 0:
-                self._last_sent, self._last_sent_change = sent, now
-            moving = st.pending == 0 or now - self._last_sent_change < OUTBOX_STALL_S
-            checks["outbox_moving"] = {"ok": moving, "detail": f"{st.pending} pending, {st.parked} parked"}
-            try:
-                free_mb = (
-                    os.statvfs(self.cfg.storage.data_dir).f_bavail
-                    * os.statvfs(self.cfg.storage.data_dir).f_frsize
-                    / 1e6
-                )
-            except OSError:
-                free_mb = 0.0
-            quota = st.image_bytes <= self.cfg.storage.max_disk_mb * 1e6 * 1.1
-            checks["disk_ok"] = {"ok": free_mb > MIN_FREE_MB and quota, "detail": f"{free_mb:.0f} MB free"}
-        if self.link is not None:
-            ls = self.link.state
-            checks["platform"] = {
-                "ok": ls.heartbeat_status == "ok",
-                "gating": False,  # a platform outage must not fail the device's health gate
-                "detail": ls.heartbeat_status,
-                "maintenance": ls.maintenance,
-            }
-        ready = all(c["ok"] for c in checks.values() if c.get("gating", True))
-        body = {
-            "ready": ready,
-            "checks": checks,
-            "frames_processed": frames,
-            "in_flight": self.recorder.in_flight if self.recorder else 0,
-            "version": __version__,
-        }
-        return ready, body
+        return self.health.check()
 
     def _metric_state(self) -> dict[str, Any]:
         s: dict[str, Any] = {"model": self.model_info.to_json() if self.model_info.name else {}}
@@ -455,19 +405,14 @@ class Service:
             "profile": self.cfg.profile,
             "model": self.model_info.to_json(),
             "accepting": rec.accepting if rec else False,
-            "recent": list(rec.recent) if rec else [],
+            "recent": self.live.recent(),
             "latency_ms": lat,
             "outbox": self.store.status().to_json() if self.store else {},
             "platform": platform,
         }
 
     def last_frame_jpeg(self) -> bytes | None:
-        """The last frame with something in view: boxes (green: the accepted item) and, when
-        SAM2 segmented it, its mask (filled and outlined). Drawn here, when the dashboard asks."""
-        if self.recorder is None or self.recorder.last_frame is None:
-            return None
-        image, result = self.recorder.last_frame
-        return annotate(image, result, self.recorder.last_mask)
+        return self.live.frame_jpeg()
 
     # -- running ---------------------------------------------------------------------------
     def reload(self) -> None:
@@ -492,11 +437,8 @@ class Service:
                 self.notifier.ready("ready (reload refused: see log)")
                 return
             self.pipeline.decision = decision
+        self.pricing.points, self.pricing.weight_kg = dict(new.decision.points), dict(new.decision.weight_kg)
         if self.recorder is not None:
-            self.recorder.points, self.recorder.weight_kg = (
-                dict(new.decision.points),
-                dict(new.decision.weight_kg),
-            )
             self.recorder.record_empty = new.decision.record_empty
         set_level(new.logging.level)
         p = new.platform
@@ -510,7 +452,7 @@ class Service:
                 b.initial, b.maximum = p.backoff_initial_s, p.backoff_max_s
             self.link.wake()
         # keys needing a restart keep their running value until then
-        self.cfg = _keep_values(new, self.cfg, restart)
+        self.cfg = cfgmod.keep_values(new, self.cfg, restart)
         if restart:
             log.warning("config keys changed that need a restart", extra={"keys": restart})
         audit("config_reload", result="applied", applied=live, needs_restart=restart)
@@ -536,7 +478,7 @@ class Service:
                 log.error("pipeline failed", extra={"error": str(self.pipeline.failure)})
                 self.exit_code = EXIT_PIPELINE
                 break
-            if interval and self._healthy():
+            if interval and self.health.pipeline_alive():
                 self.notifier.watchdog()
             if time.monotonic() >= next_prune:
                 self._prune()
@@ -554,11 +496,6 @@ class Service:
         outbox = f"{st.pending} pending, {st.parked} parked" if st else "-"
         state = "ready" if ready else "not ready"
         return f"{state}: {body['frames_processed']} frames; outbox {outbox}; link {link}"
-
-    def _healthy(self) -> bool:
-        threads = self.pipeline._threads if self.pipeline is not None else []
-        finished = self.pipeline is not None and self.pipeline.done.is_set()
-        return finished or all(t.is_alive() for t in threads)
 
     def stop(self) -> None:
         """Drain within STOP_BUDGET_S (the unit's TimeoutStopSec is 20 s): the pipeline first, so
@@ -586,13 +523,7 @@ class Service:
                 log.warning("a platform request was still in the air at exit: that deposit will be resent")
         counts: dict[str, Any] = {"drain_s": round(time.monotonic() - t0, 3)}
         if self.pipeline is not None and self.recorder is not None:
-            counts.update(
-                frames_processed=self.pipeline.stats.frames_processed,
-                recorded=self.recorder.recorded,
-                not_recorded=self.recorder.skipped,
-                record_failed=self.recorder.failed,
-                in_flight=self.recorder.in_flight,
-            )
+            counts.update(frames_processed=self.pipeline.stats.frames_processed, **self.recorder.counts())
         log.info("stopped", extra=counts)
 
     def install_signals(self) -> None:
@@ -606,18 +537,6 @@ class Service:
         signal.signal(signal.SIGTERM, term)
         signal.signal(signal.SIGINT, term)
         signal.signal(signal.SIGHUP, hup)
-
-
-def _keep_values(new: ServiceConfig, old: ServiceConfig, keys: list[str]) -> ServiceConfig:
-    """``new`` with the values at ``keys`` (dotted paths) taken from ``old``."""
-    data, before = new.model_dump(), old.model_dump()
-    for key in keys:
-        *parents, leaf = key.split(".")
-        dst, src = data, before
-        for p in parents:
-            dst, src = dst[p], src[p]
-        dst[leaf] = src[leaf]
-    return ServiceConfig.model_validate(data)
 
 
 def run(config_path: Path) -> int:

@@ -4,10 +4,12 @@ Standard library ``ThreadingHTTPServer``: one thread per request, so a slow dash
 can never hold up ``/healthz``, and ``/healthz`` does no I/O at all (it must answer in well
 under 50 ms while the pipeline saturates the CPU).
 
-``/healthz`` and ``/metrics`` are open (systemd/deploy health gate, Prometheus on the ZeroTier
-network); ``/readyz`` too (the deploy gate reads it; it carries no secrets). ``/``, ``/api/*``
-need the token: ``Authorization: Bearer <token>``, or the HttpOnly cookie the login form sets
-(a browser cannot send a bearer header on navigation). Nothing is loaded from a CDN.
+``/healthz``, ``/readyz`` and ``/metrics`` need no token: the deploy's health gate reads the
+first two on loopback, the monitoring server scrapes ``/metrics`` on the management address
+(where only it may connect: the firewall's allow-list), and none of them carries a secret.
+Everything else (``/``, ``/api/*``) needs the token: ``Authorization: Bearer <token>``, or the
+HttpOnly cookie the login form sets (a browser cannot send a bearer header on navigation).
+Nothing is loaded from a CDN.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ import hmac
 import json
 import logging
 import os
+import socket
 import sys
 import threading
+from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 from urllib.parse import parse_qs
@@ -117,13 +121,12 @@ class _Handler(BaseHTTPRequestHandler):
                 self._json(200 if ready else 503, body)
             elif path == "/metrics":
                 self._send(200, view.metrics(), "text/plain; version=0.0.4; charset=utf-8")
+            elif not self._authorized():  # everything but the open paths above needs the token
+                if path == "/":
+                    self._send(401, LOGIN_PAGE, "text/html; charset=utf-8")
+                else:
+                    self._json(401, {"error": "token required (Authorization: Bearer <token>)"})
             elif path in ("/", "/api/status", "/api/frame.jpg"):
-                if not self._authorized():
-                    if path == "/":
-                        self._send(401, LOGIN_PAGE, "text/html; charset=utf-8")
-                    else:
-                        self._json(401, {"error": "token required (Authorization: Bearer <token>)"})
-                    return
                 if path == "/":
                     self._send(200, self.server.dashboard, "text/html; charset=utf-8")
                 elif path == "/api/status":
@@ -142,7 +145,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         if self.path != "/login":
-            self._json(404, {"error": "no such path"})
+            if self._authorized():
+                self._json(404, {"error": "no such path"})
+            else:
+                self._json(401, {"error": "token required (Authorization: Bearer <token>)"})
             return
         length = min(int(self.headers.get("Content-Length") or 0), 4096)
         form = parse_qs(self.rfile.read(length).decode("utf-8", "replace"))
@@ -163,23 +169,65 @@ class _Server(ThreadingHTTPServer):
     dashboard: bytes
 
 
-class HttpServer:
-    """Serves on ``bind:port`` from a background thread; ``port`` 0 picks a free one (tests)."""
+class _Server6(_Server):
+    address_family = socket.AF_INET6
 
-    def __init__(self, bind: str, port: int, view: ServiceView, token: str | None) -> None:
-        self._server = _Server((bind, port), _Handler)
-        self._server.view = view
-        self._server.token = token
-        self._server.dashboard = DASHBOARD_HTML.encode()
-        self._thread = threading.Thread(target=self._server.serve_forever, name="rvm-http", daemon=True)
+
+class HttpServer:
+    """Serves on ``port`` of every address in ``bind`` (one string or several), each from its own
+    background thread, all with the same handler and token; ``port`` 0 picks a free port on the
+    first address and uses it on the rest (tests).
+
+    Several addresses, not a wildcard: loopback for the health gate and local tools, the
+    management address for the monitoring server, and nothing on the other interfaces.
+    An address that cannot be bound raises :class:`OSError` naming it, with nothing left listening.
+    """
+
+    def __init__(self, bind: str | Sequence[str], port: int, view: ServiceView, token: str | None) -> None:
+        addresses = [bind] if isinstance(bind, str) else list(bind)
+        if not addresses:
+            raise ValueError("HttpServer needs at least one address")
+        self._servers: list[_Server] = []
+        try:
+            for host in addresses:
+                server = self._listen(host, port)
+                port = int(server.server_address[1])
+                server.view, server.token = view, token
+                server.dashboard = DASHBOARD_HTML.encode()
+                self._servers.append(server)
+        except OSError:
+            for server in self._servers:
+                server.server_close()
+            raise
+        self._threads = [
+            threading.Thread(target=srv.serve_forever, name=f"rvm-http-{i}", daemon=True)
+            for i, srv in enumerate(self._servers)
+        ]
+
+    @staticmethod
+    def _listen(host: str, port: int) -> _Server:
+        server_class = _Server6 if ":" in host else _Server
+        try:
+            return server_class((host, port), _Handler)
+        except OSError as exc:
+            raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
     @property
     def port(self) -> int:
-        return int(self._server.server_address[1])
+        return int(self._servers[0].server_address[1])
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        return [(str(s.server_address[0]), int(s.server_address[1])) for s in self._servers]
 
     def start(self) -> None:
-        self._thread.start()
+        for t in self._threads:
+            t.start()
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        """Stop serving and close the sockets (also when never started: ``shutdown`` would wait
+        for a serve loop that does not exist)."""
+        for server, thread in zip(self._servers, self._threads, strict=True):
+            if thread.is_alive():
+                server.shutdown()
+            server.server_close()

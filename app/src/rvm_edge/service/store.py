@@ -467,9 +467,15 @@ def database_schema(path: Path) -> int | None:
         conn.close()
 
 
-def backup(path: Path, dest: Path) -> None:
-    """A consistent copy while the service runs (SQLite's online backup API), written atomically."""
-    tmp = dest.with_name(dest.name + ".tmp")
+def backup(path: Path, dest: Path, atomic: bool = True) -> None:
+    """A consistent copy of the database at ``path`` (with what its WAL holds), safe while the
+    service writes to it: SQLite's online backup API. The app's one way to copy a database:
+    ``db backup`` (and the deploy's snapshots, which call it) and ``db restore`` use it.
+
+    ``atomic`` writes a temporary file beside ``dest`` and renames it, so ``dest`` is either the
+    old file or the complete copy; without it the caller stages ``dest`` itself."""
+    tmp = dest.with_name(dest.name + ".tmp") if atomic else dest
+    tmp.unlink(missing_ok=True)
     src = sqlite3.connect(str(path))
     try:
         out = sqlite3.connect(str(tmp))
@@ -479,4 +485,5 @@ def backup(path: Path, dest: Path) -> None:
             out.close()
     finally:
         src.close()
-    tmp.replace(dest)
+    if atomic:
+        tmp.replace(dest)
