@@ -5,7 +5,7 @@
 set -euo pipefail
 
 packages=(podman runc mmdebstrap uidmap containernetworking-plugins python3-venv git make restic)
-packages+=(prometheus)  # promtool for the alert rules' unit tests, prometheus for fleet/tests (issue 11)
+packages+=(prometheus prometheus-alertmanager)  # promtool, amtool and prometheus for tests/monitoring and fleet/tests (issue 11)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
