@@ -9,7 +9,6 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 from zt_helpers import (
     CONTROLLER_TOKEN,
@@ -40,7 +39,11 @@ def write_config(tmp_path: Path, double: Double, **options: Any) -> Path:
 
 
 def inventory(
-    tmp_path: Path, source: Path, token: str | None = TOKEN, **env: str
+    tmp_path: Path,
+    source: Path,
+    token: str | None = TOKEN,
+    extra_sources: list[Path] | None = None,
+    **env: str,
 ) -> subprocess.CompletedProcess[str]:
     environ = {
         **os.environ,
@@ -57,7 +60,13 @@ def inventory(
     if token is not None:
         environ["ZEROTIER_TOKEN"] = token
     return subprocess.run(
-        [str(BIN / "ansible-inventory"), "-i", str(source), "--list"],
+        [
+            str(BIN / "ansible-inventory"),
+            "-i",
+            str(source),
+            *[f"-i{p}" for p in extra_sources or []],
+            "--list",
+        ],
         env=environ,
         capture_output=True,
         text=True,
@@ -233,25 +242,26 @@ def error_case(tmp_path: Path, result: subprocess.CompletedProcess[str], expecte
     assert "rvm-lab-01" not in result.stdout
 
 
-@pytest.mark.parametrize(
-    ("change", "expected"),
-    [
-        ({"token": "wrong-token"}, "401 unauthorized: the API token (Authorization: token) was refused"),
-        ({"networks": [NWID, "ffffffffffffffff"]}, "network ffffffffffffffff: 404 not found"),
-        ({"networks": [NWID, FOREIGN_NWID]}, f"network {FOREIGN_NWID}: 403 forbidden"),
-        ({"networks": ["not-a-network"]}, "network id 'not-a-network' is not 16 hex digits"),
-        (
-            {"api_url": "http://127.0.0.1:9/api/v1"},
-            "cannot reach the ZeroTier API at http://127.0.0.1:9/api/v1",
-        ),
-    ],
-)
-def test_errors_are_one_clear_line(
-    tmp_path: Path, double: Double, change: dict[str, Any], expected: str
-) -> None:
-    token = change.pop("token", TOKEN)
-    result = inventory(tmp_path, write_config(tmp_path, double, **change), token=token)
-    error_case(tmp_path, result, expected)
+ERROR_CASES = [
+    ({"token": "wrong-token"}, "401 unauthorized: the API token (Authorization: token) was refused"),
+    ({"networks": [NWID, "ffffffffffffffff"]}, "network ffffffffffffffff: 404 not found"),
+    ({"networks": [NWID, FOREIGN_NWID]}, f"network {FOREIGN_NWID}: 403 forbidden"),
+    ({"networks": ["not-a-network"]}, "network id 'not-a-network' is not 16 hex digits"),
+    ({"api_url": "http://127.0.0.1:9/api/v1"}, "cannot reach the ZeroTier API at http://127.0.0.1:9/api/v1"),
+]
+
+
+def test_errors_are_one_clear_line(tmp_path: Path, double: Double) -> None:
+    """Each broken source (one ansible-inventory run with all of them, to keep the suite short)."""
+    sources = []
+    for index, (change, _) in enumerate(ERROR_CASES):
+        folder = tmp_path / f"case{index}"
+        folder.mkdir()
+        sources.append(write_config(folder, double, **change))
+    result = inventory(tmp_path, sources[0], extra_sources=sources[1:])
+    for source, (_, expected) in zip(sources, ERROR_CASES, strict=True):
+        assert f"zerotier: {source}: " in result.stderr
+        error_case(tmp_path, result, expected)
 
 
 def test_malformed_json_builds_no_inventory(tmp_path: Path, double: Double) -> None:
