@@ -283,3 +283,12 @@ def test_malformed_json_builds_no_inventory(tmp_path: Path, double: Double) -> N
 def test_missing_token(tmp_path: Path, double: Double) -> None:
     result = inventory(tmp_path, write_config(tmp_path, double), token=None)
     error_case(tmp_path, result, "no ZeroTier API token")
+
+
+def test_duplicate_name_falls_back_to_node_id_with_a_warning(tmp_path: Path, double: Double) -> None:
+    double.state.add_member(NWID, {"nodeId": "f1f2f3f4f5", "name": "rvm-lab-01", "authorized": True})
+    result = inventory(tmp_path, write_config(tmp_path, double))
+    hostvars = listing(result)["_meta"]["hostvars"]
+    assert hostvars["rvm-lab-01"]["zt_node_id"] == "a1b2c3d4e5"
+    assert hostvars["f1f2f3f4f5"]["zt_name"] == "rvm-lab-01"
+    assert "name rvm-lab-01 is used by node a1b2c3d4e5 too" in result.stderr
