@@ -529,13 +529,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--frames", type=int, default=0, help="unlabelled sample frames (bench, calibration)")
     parser.add_argument("--split", default="frames", choices=sorted(SPLIT_OFFSETS), help="split for --frames")
+    parser.add_argument(
+        "--ext", default="png", choices=["png", "jpg"], help="--frames file type (jpg: as a camera delivers)"
+    )
     args = parser.parse_args(argv)
     if args.train or args.val:
         print(write_dataset(args.out, args.seed, args.train, args.val))
     if args.frames:
         args.out.mkdir(parents=True, exist_ok=True)
         for index, sample in samples(args.seed, args.split, args.frames):
-            cv2.imwrite(str(args.out / f"{args.split}_{index:07d}.png"), sample.image)
+            cv2.imwrite(str(args.out / f"{args.split}_{index:07d}.{args.ext}"), sample.image)
         print(args.out)
     return 0
 
