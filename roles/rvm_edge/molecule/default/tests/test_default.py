@@ -114,11 +114,7 @@ def test_only_the_data_directory_is_writable(host) -> None:
     pid = host.check_output("systemctl show rvm-edge -p MainPID --value")
     assert host.file("/var/lib/rvm-edge/stub-state.json").user == "rvm"
     namespaces = privileged("readlink", f"/proc/{pid}/ns/mnt", "/proc/1/ns/mnt").split()
-    if namespaces[0] == namespaces[1]:
-        pytest.skip(
-            "systemd ran the unit in PID 1's mount namespace (no CAP_SYS_ADMIN in this container): "
-            "ProtectSystem/PrivateTmp/ReadWritePaths are not in effect in the lab, only on devices"
-        )
+    assert namespaces[0] != namespaces[1], "systemd ran the unit without its own mount namespace"
     mountinfo = privileged("cat", f"/proc/{pid}/mountinfo")
     mounts = {fields[4]: fields[5].split(",") for fields in (line.split() for line in mountinfo.splitlines())}
     assert "ro" in mounts["/"], "the root filesystem must be read-only for the service"
@@ -127,6 +123,71 @@ def test_only_the_data_directory_is_writable(host) -> None:
     assert private_tmp and "systemd-private" in private_tmp[-1], (
         "PrivateTmp must give the service its own /tmp"
     )
+
+
+# Device nodes the unit lets the service open: the pseudo devices every process gets (null, zero,
+# full, random, urandom, tty, ptmx and the pts) and V4L2 cameras (DeviceAllow=char-video4linux);
+# 0:0 is the inaccessible node systemd mounts over a path it hides. What the mount namespace shows is
+# checked here; the device cgroup (DevicePolicy=closed) cannot be, as this lab's cgroup v1
+# devices controller is read-only inside the container (systemd logs "Failed to set devices.allow").
+ALLOWED_NODES = {(1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0), (5, 2)}
+PTS_MAJOR, V4L2_MAJOR = 136, 81
+
+
+def allowed_node(node: dict) -> bool:
+    pair = (node["major"], node["minor"])
+    return pair in ALLOWED_NODES or node["major"] in (PTS_MAJOR, V4L2_MAJOR) or pair == (0, 0)
+
+
+@pytest.fixture(scope="module")
+def probe(host) -> dict:
+    """The stub's /sandbox probe: it runs in the service's own process, under the unit's sandbox."""
+    return json.loads(host.check_output("curl -fsS http://127.0.0.1:8080/sandbox"))
+
+
+def test_probe_runs_in_the_service_process(host, probe) -> None:
+    pid = int(host.check_output("systemctl show rvm-edge -p MainPID --value"))
+    assert probe["pid"] == pid
+    assert probe["uid"] == int(host.check_output("id -u rvm"))
+
+
+def test_service_cannot_write_outside_its_data_directory(probe) -> None:
+    writes = dict(probe["write"])
+    assert writes.pop("/var/lib/rvm-edge") == "ok", "the data directory must stay writable"
+    # EROFS, not EACCES: the read-only mount stops it, even in the world-writable directory
+    assert writes == dict.fromkeys(writes, "EROFS"), writes
+    assert "/srv/rvm-sandbox-open" in writes
+
+
+def test_service_cannot_see_home_or_the_hosts_tmp(host, probe) -> None:
+    assert host.file("/home/rvm-sandbox-probe/notes.txt").exists
+    assert probe["home"] in ("EACCES", []), probe["home"]
+    assert host.file("/tmp/rvm-sandbox-probe-host").exists
+    assert isinstance(probe["tmp"], list) and "rvm-sandbox-probe-host" not in probe["tmp"]
+
+
+def test_service_has_no_capabilities_and_a_syscall_filter(probe) -> None:
+    status = probe["status"]
+    for key in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
+        assert int(status[key], 16) == 0, f"{key}={status[key]}"
+    assert status["NoNewPrivs"] == "1"
+    assert status["Seccomp"] == "2", "no seccomp filter on the service"
+
+
+def test_privileged_syscalls_get_eperm(probe) -> None:
+    # setuid(own uid) is allowed to any process: EPERM comes from SystemCallFilter=~@privileged
+    assert probe["syscalls"] == {"setuid(own uid)": "EPERM", "chroot(/)": "EPERM"}
+
+
+def test_service_sees_no_device_nodes_but_the_allowed_ones(host, probe) -> None:
+    """/dev/kmsg is a real node in the container (1:11); ProtectKernelLogs must hide it from the service."""
+    assert host.check_output("stat -c %F:%t:%T /dev/kmsg") == "character special file:1:b"
+    nodes = {node["path"]: node for node in probe["devices"]}
+    assert not [node for node in nodes.values() if not allowed_node(node)], nodes
+    hidden = nodes.get("/dev/kmsg")
+    assert hidden is None or ((hidden["major"], hidden["minor"]) == (0, 0) and hidden["open"] != "ok"), hidden
+    for path in ("/dev/null", "/dev/zero", "/dev/urandom"):
+        assert nodes[path]["open"] == "ok", nodes[path]
 
 
 def test_readyz_reports_frames(host) -> None:

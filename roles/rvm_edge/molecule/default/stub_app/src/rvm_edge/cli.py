@@ -9,10 +9,12 @@ missing credential, a read-only data directory) fails here as it would there.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import signal
 import socket
+import stat
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -103,10 +105,108 @@ def frames(state: State, source: dict[str, Any]) -> None:
             return
 
 
-def serve(state: State, bind: str, port: int) -> ThreadingHTTPServer:
+# Where the sandbox probe tries to create a file: the data directory (the one place the unit makes
+# writable), a directory the scenario makes world-writable (so only the read-only mount can stop the
+# write, not file modes), and the system directories ProtectSystem=strict covers.
+PROBE_WRITE_OUTSIDE = ("/srv/rvm-sandbox-open", "/etc", "/opt/rvm-edge", "/usr/local", "/var/lib")
+PROBE_HOME = "/home"
+PROBE_TMP = "/tmp"
+
+
+def _errno_name(exc: OSError) -> str:
+    return errno.errorcode.get(exc.errno or 0, str(exc.errno))
+
+
+def _try_write(directory: str) -> str:
+    target = Path(directory) / f".rvm-sandbox-probe-{os.getpid()}"
+    try:
+        target.write_text("probe\n", encoding="utf-8")
+    except OSError as exc:
+        return _errno_name(exc)
+    target.unlink()
+    return "ok"
+
+
+def _try_list(directory: str) -> list[str] | str:
+    try:
+        return sorted(os.listdir(directory))
+    except OSError as exc:
+        return _errno_name(exc)
+
+
+def _try_syscall(call: Any) -> str:
+    try:
+        call()
+    except OSError as exc:
+        return _errno_name(exc)
+    return "ok"
+
+
+def _device_nodes() -> list[dict[str, Any]]:
+    """Every character and block node under /dev as this process sees it, and whether it opens."""
+    nodes = []
+    for root, _dirs, files in os.walk("/dev"):
+        for name in files:
+            path = os.path.join(root, name)
+            try:
+                info = os.lstat(path)
+            except OSError:
+                continue
+            if not (stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode)):
+                continue
+            try:
+                os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY))
+                opened = "ok"
+            except OSError as exc:
+                opened = _errno_name(exc)
+            kind = "char" if stat.S_ISCHR(info.st_mode) else "block"
+            nodes.append(
+                {
+                    "path": path,
+                    "kind": kind,
+                    "major": os.major(info.st_rdev),
+                    "minor": os.minor(info.st_rdev),
+                    "open": opened,
+                }
+            )
+    return nodes
+
+
+def sandbox_probe(data_dir: Path) -> dict[str, Any]:
+    """What the unit's sandbox leaves this very process: run inside the service, so its mount
+    namespace, credentials, capability sets and seccomp filter are the ones under test (a probe
+    started beside the service with nsenter would have to rebuild them and could get one wrong).
+    Stub only: the real app has no such endpoint."""
+    status = dict(
+        line.split(":\t", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":\t" in line
+    )
+    return {
+        "pid": os.getpid(),
+        "uid": os.getuid(),
+        "write": {str(data_dir): _try_write(str(data_dir))}
+        | {path: _try_write(path) for path in PROBE_WRITE_OUTSIDE},
+        "home": _try_list(PROBE_HOME),
+        "tmp": _try_list(PROBE_TMP),
+        "status": {
+            key: status.get(key, "").strip()
+            for key in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp")
+        },
+        # setuid to the uid it already has is allowed to any process: only the seccomp filter
+        # (~@privileged) refuses it. chroot also needs CAP_SYS_CHROOT, which it must not have.
+        "syscalls": {
+            "setuid(own uid)": _try_syscall(lambda: os.setuid(os.getuid())),
+            "chroot(/)": _try_syscall(lambda: os.chroot("/")),
+        },
+        "devices": _device_nodes(),
+    }
+
+
+def serve(state: State, bind: str, port: int, data_dir: Path) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            if self.path == "/healthz":
+            if self.path == "/sandbox":
+                self._json(200, sandbox_probe(data_dir))
+            elif self.path == "/healthz":
                 self._json(200, {"alive": True, "version": __version__})
             elif self.path == "/readyz":
                 ready = state.frames > 0
@@ -153,7 +253,7 @@ def run(config: Path) -> int:
     except (OSError, ValueError):
         broken = False
     signal.signal(signal.SIGTERM, lambda *_: state.stop.set())
-    server = serve(state, server_cfg.get("bind", "127.0.0.1"), int(server_cfg.get("port", 8080)))
+    server = serve(state, server_cfg.get("bind", "127.0.0.1"), int(server_cfg.get("port", 8080)), data_dir)
     if broken:
         # A release the scenario marks broken: it starts but never processes a frame (never ready).
         print(
