@@ -73,7 +73,11 @@ def _load_detector(args: argparse.Namespace, batch: int = 1):
     from rvm_edge.detector import DetectorConfig, load_detector
 
     manifest = args.manifest or default_manifest()
-    options: dict[str, object] = {"threads": args.threads, "batch": batch}
+    options: dict[str, object] = {
+        "threads": args.threads,
+        "batch": batch,
+        "allow_spinning": getattr(args, "allow_spinning", False),
+    }
     if args.backend == "openvino":
         options.update(precision=args.precision, cache_dir=args.cache_dir)
     return load_detector(
@@ -195,6 +199,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from rvm_edge import bench
     from rvm_edge.decision import DecisionConfig
 
+    if args.rate is not None:
+        return _bench_at_rate(args)
+
     frames = bench.load_encoded_frames(args.frames_dir)
     detector = _load_detector(args, batch=args.batch)
     if args.batch > detector.max_batch:
@@ -221,6 +228,38 @@ def cmd_bench(args: argparse.Namespace) -> int:
         bench.write_json(report, args.json)
     if args.plot:
         bench.plot(report, ours, None, args.plot)
+    return 0
+
+
+def _bench_at_rate(args: argparse.Namespace) -> int:
+    """``bench --rate``: the service's pipeline at a camera's rate (see rate_bench)."""
+    from rvm_edge import rate_bench
+    from rvm_edge.decision import DecisionConfig
+
+    try:
+        rate_bench.check_rate(args.rate, args.duration)
+    except rate_bench.RateError as exc:
+        raise UserError(str(exc)) from None
+    detector = _load_detector(args)
+    segmenter = _maybe_segmenter(args, detector_manifest=args.manifest or default_manifest())
+    report, series = rate_bench.run_at_rate(
+        detector,
+        segmenter,
+        args.frames_dir,
+        DecisionConfig().covering(detector.classes),
+        args.rate,
+        args.duration,
+    )
+    print(json.dumps(report, indent=2))
+    if report["slower_than_asked"]:
+        print(
+            f"rvm-edge: the source kept {report['achieved_fps']:g} fps, slower than the asked {args.rate:g}",
+            file=sys.stderr,
+        )
+    if args.json:
+        rate_bench.write_json(report, args.json)
+    if args.plot:
+        rate_bench.plot(report, series, args.plot)
     return 0
 
 
@@ -292,6 +331,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-segment", action="store_true", help="skip SAM2")
     p.add_argument("--segment-items", type=int, default=5, help="accepted items to segment")
     p.add_argument("--batch", type=int, default=1, help="frames per model call (models with a dynamic batch)")
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        metavar="FPS",
+        help="run the service's pipeline at this frame rate",
+    )
+    p.add_argument("--duration", type=float, default=20.0, metavar="S", help="seconds at --rate (default 20)")
+    p.add_argument(
+        "--allow-spinning", action="store_true", help="let ONNX Runtime's threads busy-wait (high rates)"
+    )
     _detector_args(p)
     p.set_defaults(func=cmd_bench)
 

@@ -175,6 +175,10 @@ class PipelineStats:
     segment_skipped: int = 0
     errors: int = 0
     timings: dict[str, deque[float]] = field(default_factory=dict)
+    # CPU seconds each stage's own thread has used (time.thread_time): what a stage costs at the
+    # camera's rate. Work a library hands to its own threads (ONNX Runtime's, OpenVINO's
+    # intra-op pools) is not in here: it shows in the process total only.
+    cpu_s: dict[str, float] = field(default_factory=dict)
 
     def record(self, timings: dict[str, float], window: int) -> None:
         for k, v in timings.items():
@@ -216,6 +220,7 @@ class Pipeline:
         self._threads: list[threading.Thread] = []
         self._batch = max(1, min(self.config.batch_size, detector.max_batch))
         self._errors: list[BaseException] = []
+        self.on_failure: Callable[[], None] | None = None  # called once a stage has died
         decision.check_classes(detector.classes)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -255,6 +260,10 @@ class Pipeline:
             t.join(max(0.0, deadline - time.monotonic()))
         self.ready.clear()
 
+    def _cpu(self, stage: str) -> None:
+        """Record the calling stage thread's CPU seconds so far (a cheap clock read per item)."""
+        self.stats.cpu_s[stage] = time.thread_time()
+
     def _guard(self, target: Callable[[], None]) -> Callable[[], None]:
         def run() -> None:
             try:
@@ -265,6 +274,8 @@ class Pipeline:
                 self._frames.close()
                 self._segments.close()
                 self.done.set()
+                if self.on_failure is not None:
+                    self.on_failure()
 
         return run
 
@@ -276,6 +287,7 @@ class Pipeline:
     def _read_loop(self) -> None:
         try:
             for frame in self.source:
+                self._cpu("source")
                 with self._lock:
                     self.stats.frames_read += 1
                 try:
@@ -340,6 +352,7 @@ class Pipeline:
                     continue
                 for frame, det in zip(frames, dets, strict=True):
                     self._decide(frame, det, t_start)
+                self._cpu("detect")
         finally:
             self._segments.close()
             if self.segmenter is None:
@@ -398,6 +411,7 @@ class Pipeline:
                     self._emit_deposit(Deposit(job.result, None))
                 finally:
                     job.frame.release()
+                    self._cpu("segment")
         finally:
             self.done.set()
 

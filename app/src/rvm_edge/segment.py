@@ -70,14 +70,15 @@ class Sam2Segmenter:
         encoder_backend: str = "onnxruntime",
         precision: str = "f32",
         cache_dir: Path | None = None,
+        allow_spinning: bool = False,
     ) -> None:
-        opts = ort.SessionOptions()
+        from rvm_edge.backends.ort import session_options
+
+        opts = session_options(threads, allow_spinning)  # no busy-wait between items (see backends.ort)
         # no arena: the encoder's activations (~700 MB at 1024 px) go back to the heap after each
         # frame and trim_heap() returns them to the OS, so resident memory stays flat between items
         opts.enable_cpu_mem_arena = False
         opts.enable_mem_pattern = False
-        if threads:
-            opts.intra_op_num_threads = threads
         providers = ["CPUExecutionProvider"]
         self.decoder = ort.InferenceSession(str(decoder_path), opts, providers=providers)
         self._ov: _OpenVinoEncoder | None = None
@@ -202,6 +203,7 @@ def load_segmenter(
     encoder_backend: str = "onnxruntime",
     precision: str = "f32",
     cache_dir: Path | None = None,
+    allow_spinning: bool = False,
 ) -> Sam2Segmenter:
     """The SAM2 encoder and decoder of a manifest, verified (sha256, input shape) first."""
     manifest = load_manifest(manifest_path)
@@ -217,6 +219,7 @@ def load_segmenter(
         encoder_backend=encoder_backend,
         precision=precision,
         cache_dir=cache_dir,
+        allow_spinning=allow_spinning,
     )
     if tuple(enc.input_shape[2:]) != seg.size:
         raise ManifestError(

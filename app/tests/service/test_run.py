@@ -69,8 +69,18 @@ def test_ready_serves_health_and_delivers_then_stops_cleanly(
         "rvm_edge_outbox_oldest_age_seconds",
         "rvm_edge_heartbeat_age_seconds",
         'rvm_edge_model_info{backend="onnxruntime"',
+        'rvm_edge_stage_latency_seconds_count{stage="encode"}',
     ):
         assert name in metrics, name
+    # CPU per stage and for the whole process, so the fleet can show CPU per item (issue 17)
+    cpu = {
+        line.split()[0]: float(line.split()[1])
+        for line in metrics.splitlines()
+        if line.startswith(("process_cpu_seconds_total", "rvm_edge_stage_cpu_seconds_total"))
+    }
+    assert cpu["process_cpu_seconds_total"] > 0
+    assert 0 < cpu['rvm_edge_stage_cpu_seconds_total{stage="detect"}'] <= cpu["process_cpu_seconds_total"]
+    assert 'rvm_edge_stage_cpu_seconds_total{stage="source"}' in cpu
 
     assert svc.get("/api/status").status_code == 401
     assert svc.get("/").status_code == 401

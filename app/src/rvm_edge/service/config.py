@@ -79,7 +79,12 @@ class ModelsConfig(_Section):
     backend: Literal["onnxruntime", "openvino", "tensorrt", "ultralytics"] = "onnxruntime"
     engine: Path | None = None
     precision: Literal["f32", "bf16", "f16"] = "f32"
-    threads: int = Field(default=0, ge=0)
+    threads: int = Field(default=0, ge=0, description="inference threads per model; 0 = one per core")
+    allow_spinning: bool = Field(
+        default=False,
+        description="let ONNX Runtime's threads busy-wait between runs: a few ms faster per frame at "
+        "high rates, but at camera rates it burns a core's share doing nothing (issue 17)",
+    )
     conf: float = Field(default=0.25, ge=0, le=1)
     iou: float = Field(default=0.7, ge=0, le=1)
     cache_dir: Path | None = None

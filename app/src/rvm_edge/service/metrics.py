@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
@@ -72,6 +72,15 @@ class _StateCollector(Collector):
             g = GaugeMetricFamily(f"rvm_edge_{name}", help_text)
             g.add_metric([], float(value))
             yield g
+        cpu = CounterMetricFamily(
+            "rvm_edge_stage_cpu_seconds",
+            "CPU seconds used by each pipeline stage's own thread (inference pools count in "
+            "process_cpu_seconds_total only)",
+            labels=["stage"],
+        )
+        for stage, seconds in sorted((s.get("stage_cpu_s") or {}).items()):
+            cpu.add_metric([stage], seconds)
+        yield cpu
         model = s.get("model") or {}
         if model:
             i = InfoMetricFamily("rvm_edge_model", "the detector model running")
@@ -102,6 +111,7 @@ class Metrics:
             registry=r,
         )
         self.started = time.time()
+        ProcessCollector(registry=r)  # process_cpu_seconds_total, resident memory, open fds
         r.register(_StateCollector(read_state))
         info = InfoMetricFamily("rvm_edge_build", "version of the running service")
         info.add_metric([], {"version": version})

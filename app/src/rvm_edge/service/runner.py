@@ -51,6 +51,7 @@ EXIT_OK, EXIT_INTERNAL, EXIT_CONFIG, EXIT_MODELS, EXIT_STORAGE = 0, 1, 2, 3, 4
 EXIT_SECRETS, EXIT_BIND, EXIT_PIPELINE, EXIT_RESTART = 5, 6, 7, 75
 STOP_BUDGET_S = 15.0  # the role's TimeoutStopSec is 20 s
 PIPELINE_DRAIN_S = 8.0
+STATUS_EVERY_S = 10.0  # systemctl status line; also the longest the main loop sleeps without a watchdog
 WARMUP_RUNS = 2  # detector inferences before READY: the first real frame must not pay for lazy init
 
 
@@ -162,7 +163,7 @@ class Service:
         # compiled OpenVINO models are cached under data_dir by default: the unit's sandbox makes
         # everything else read-only, and compiling SAM2 again on every start takes minutes
         cache_dir = m.cache_dir or self.cfg.storage.data_dir / "cache" / "openvino"
-        options: dict[str, Any] = {"threads": m.threads}
+        options: dict[str, Any] = {"threads": m.threads, "allow_spinning": m.allow_spinning}
         if m.backend == "openvino":
             options.update(precision=m.precision, cache_dir=cache_dir)
         try:
@@ -176,7 +177,7 @@ class Service:
             if m.segmentation.enabled:
                 seg = m.segmentation
                 segmenter = load_segmenter(
-                    m.sam2_manifest(), m.threads, seg.backend, seg.precision, cache_dir
+                    m.sam2_manifest(), m.threads, seg.backend, seg.precision, cache_dir, m.allow_spinning
                 )
         except (ManifestError, BackendError, FileNotFoundError, ValueError) as exc:
             raise StartupError(EXIT_MODELS, f"models: {exc}") from None
@@ -276,6 +277,7 @@ class Service:
     def _restart_requested(self) -> None:
         self.exit_code = EXIT_RESTART
         self.shutdown.set()
+        self._wake.set()
 
     def _policy(self, maintenance: bool) -> None:
         if self.recorder is not None:
@@ -360,6 +362,7 @@ class Service:
                 frames_dropped=ps.frames_dropped,
                 frames_unreadable=ps.frames_unreadable,
                 pipeline_errors=ps.errors,
+                stage_cpu_s=dict(ps.cpu_s),
             )
         if self.store is not None:
             st = self.store.status()
@@ -467,10 +470,16 @@ class Service:
             log.info("images pruned (records kept)", extra={"count": cleared})
 
     def loop(self) -> None:
+        """The main thread's housekeeping. It sleeps until something needs it: a signal, the
+        pipeline failing, the watchdog's half-period, or the next status line (every 10 s); no
+        fixed 1 s poll (issue 17: an idle device should not wake for nothing)."""
         interval = self.notifier.watchdog_interval_s
-        tick = min(interval, 1.0) if interval else 1.0
+        tick = min(interval, STATUS_EVERY_S) if interval else STATUS_EVERY_S
+        if self.pipeline is not None:
+            self.pipeline.on_failure = self._wake.set
         next_prune = next_status = 0.0
         while not self.shutdown.is_set():
+            self._wake.clear()
             if self._reload.is_set():
                 self._reload.clear()
                 self.reload()
@@ -485,8 +494,12 @@ class Service:
                 next_prune = time.monotonic() + 60
             if time.monotonic() >= next_status:
                 self.notifier.status(self._status_line())
-                next_status = time.monotonic() + 10
-            self.shutdown.wait(tick)
+                next_status = time.monotonic() + STATUS_EVERY_S
+            if self.shutdown.is_set() or self._reload.is_set():
+                continue
+            if self.pipeline is not None and self.pipeline.failure is not None:
+                continue
+            self._wake.wait(tick)
 
     def _status_line(self) -> str:
         """What ``systemctl status`` shows: frames, outbox, link."""
@@ -533,6 +546,7 @@ class Service:
 
         def hup(_signum: int, _frame: Any) -> None:
             self._reload.set()
+            self._wake.set()
 
         signal.signal(signal.SIGTERM, term)
         signal.signal(signal.SIGINT, term)

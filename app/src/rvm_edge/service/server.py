@@ -73,6 +73,11 @@ def lower_worker_priority() -> None:
         os.setpriority(os.PRIO_PROCESS, 0, min(19, os.getpriority(os.PRIO_PROCESS, 0) + WORKER_NICE))
 
 
+# How often an idle serve loop wakes to look for a stop: rarely (issue 17: an idle device should
+# not wake for nothing); stop() wakes it at once with a connection instead.
+POLL_S = 30.0
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
@@ -200,7 +205,7 @@ class HttpServer:
                 server.server_close()
             raise
         self._threads = [
-            threading.Thread(target=srv.serve_forever, name=f"rvm-http-{i}", daemon=True)
+            threading.Thread(target=srv.serve_forever, args=(POLL_S,), name=f"rvm-http-{i}", daemon=True)
             for i, srv in enumerate(self._servers)
         ]
 
@@ -229,5 +234,16 @@ class HttpServer:
         for a serve loop that does not exist)."""
         for server, thread in zip(self._servers, self._threads, strict=True):
             if thread.is_alive():
-                server.shutdown()
+                closer = threading.Thread(target=server.shutdown, name="rvm-http-stop", daemon=True)
+                closer.start()
+                while closer.is_alive():  # the serve loop sleeps POLL_S: a connection wakes it now
+                    _nudge(server)
+                    closer.join(0.05)
             server.server_close()
+
+
+def _nudge(server: _Server) -> None:
+    host, port = server.server_address[:2]
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(str(host), str(host))
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1):
+        pass
