@@ -19,14 +19,14 @@ from rvm_bundle import BuildError
 
 # What a build of the app needs; venvs, caches, models and tests stay behind.
 _SOURCE_ENTRIES = ("pyproject.toml", "setup.cfg", "setup.py", "README.md", "LICENSE", "MANIFEST.in", "src")
-# What a device must never install (DESIGN §2): the control node's model toolchain, benchmarks that
-# start the lab's simulator, the lab's own packages, torch and ultralytics.
-_FORBIDDEN = re.compile(
-    r"(^|/)(rvm_toolchain|toolchain|benchmarks?|rvm_platform_sim|lab|torch|ultralytics|sam2)(/|\.py$)"
-    r"|(^|/)[^/]*bench[^/]*\.py$"
+# What a device must never install (DESIGN §2): the control node's model toolchain, the unpackaged
+# benchmarks, the lab's own packages, torch, ultralytics and sam2 ...
+_FORBIDDEN_PATH = re.compile(
+    r"(^|/)(rvm_toolchain|toolchain|benchmarks|rvm_platform_sim|lab|torch|ultralytics|sam2)(/|\.py$)"
 )
-# rvm_edge/bench.py is the device's own `rvm-edge bench` (no simulator, no torch): allowed.
-_ALLOWED = frozenset({"rvm_edge/bench.py"})
+# ... and no module that imports the toolchain or the lab's platform simulator (the service benchmark
+# did; the device's own `rvm-edge bench` modules do not and stay).
+_FORBIDDEN_IMPORT = re.compile(rb"^\s*(from|import)\s+(rvm_toolchain|rvm_platform_sim)\b", re.MULTILINE)
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", ".pytest_cache", ".ruff_cache")
 
 
@@ -60,9 +60,14 @@ def build_wheel(app_dir: Path, scratch: Path, epoch: int) -> Path:
 
 def forbidden_entries(wheel: Path) -> list[str]:
     """Files in a device wheel that belong to the control node or the lab (empty when clean)."""
+    bad = []
     with zipfile.ZipFile(wheel) as zf:
-        names = zf.namelist()
-    return [n for n in names if n not in _ALLOWED and _FORBIDDEN.search(n)]
+        for name in zf.namelist():
+            if _FORBIDDEN_PATH.search(name) or (
+                name.endswith(".py") and _FORBIDDEN_IMPORT.search(zf.read(name))
+            ):
+                bad.append(name)
+    return bad
 
 
 def check_device_wheel(wheel: Path) -> None:

@@ -36,14 +36,16 @@ def test_device_wheel_holds_the_runtime_and_nothing_of_the_toolchain_or_lab(devi
 def test_a_wheel_carrying_the_toolchain_or_a_simulator_benchmark_is_refused(tmp_path: Path) -> None:
     wheel = make_wheel(tmp_path, "rvm-edge", "9.9", "py3-none-any")
     with zipfile.ZipFile(wheel, "a") as zf:
-        zf.writestr("rvm_edge/bench.py", "")  # the device's own `rvm-edge bench`: allowed
+        zf.writestr("rvm_edge/bench.py", "import numpy\n")  # the device's own `rvm-edge bench`: allowed
         zf.writestr("rvm_edge/toolchain/lab.py", "")
-        zf.writestr("rvm_edge/service/bench.py", "")
+        zf.writestr("rvm_edge/service/bench.py", "def f():\n    from rvm_platform_sim.testing import x\n")
         zf.writestr("rvm_toolchain/cli.py", "")
+        zf.writestr("benchmarks/service_bench.py", "")
     assert forbidden_entries(wheel) == [
         "rvm_edge/toolchain/lab.py",
         "rvm_edge/service/bench.py",
         "rvm_toolchain/cli.py",
+        "benchmarks/service_bench.py",
     ]
     with pytest.raises(BuildError, match=r"carries modules a device must not install: rvm_edge/toolchain"):
         check_device_wheel(wheel)
