@@ -127,6 +127,10 @@ key:
   description: The engine key (hex sha256).
   returned: always
   type: str
+pending:
+  description: Whether a real run changes something (a build, or leftovers to remove); same as C(changed) unless the caller overrides that.
+  returned: always
+  type: bool
 action:
   description: C(reuse) or C(build).
   returned: always
@@ -153,7 +157,6 @@ device:
   type: str
 """
 
-import importlib.util
 import json
 import os
 import platform
@@ -162,6 +165,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ansible.module_utils import model_engine_worker
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.model_engine_core import (
     KEY_FILE,
@@ -217,8 +221,8 @@ class Worker:
 
     def __init__(self, python: str) -> None:
         self.python = python
-        # get_source works for files and for the AnsiballZ zip alike
-        spec = importlib.util.find_spec("ansible.module_utils.model_engine_worker")
+        # imported above so AnsiballZ ships it; get_source works for files and for the zip alike
+        spec = model_engine_worker.__spec__
         source = spec.loader.get_source(spec.name) if spec and spec.loader else None  # type: ignore[attr-defined]
         if source is None:
             raise EngineError("model_engine_worker.py is missing from module_utils")
@@ -388,7 +392,9 @@ def main() -> None:
         builder_flags=tuple(params["builder_flags"]),
     )
     engines_dir = params["engines_dir"]
-    result: dict[str, Any] = {"changed": False}
+    # pending: this run (or, in check mode, a real run) changes something; callers that force
+    # check mode to plan read it when they override changed
+    result: dict[str, Any] = {"changed": False, "pending": False}
     try:
         validate(req)
         if not os.path.isfile(req.onnx):
@@ -429,13 +435,13 @@ def main() -> None:
             result["msg"] = f"{req.name}: {p.reason}"
             leftovers = [n for n in os.listdir(p.directory) if n.startswith(TMP)]
             if leftovers:  # an earlier run died after its engine was in place
-                result["changed"] = True
+                result["changed"] = result["pending"] = True
                 result["msg"] += f"; removed leftovers of an interrupted run: {', '.join(sorted(leftovers))}"
                 if not module.check_mode:
                     for name in leftovers:
                         os.unlink(os.path.join(p.directory, name))
             module.exit_json(**result)
-        result["changed"] = True
+        result["changed"] = result["pending"] = True
         result["steps"] = p.steps
         if module.check_mode:
             result["msg"] = f"{req.name}: would build: {p.reason}"
