@@ -33,6 +33,9 @@ from rvm_edge.service.platform import Backoff, PlatformClient, Reply
 from rvm_edge.service.store import DepositRow, Store
 
 log = logging.getLogger(__name__)
+# An idle sender sleeps until a deposit is recorded; this only bounds the sleep in case the
+# database changed some other way (it does not today: `outbox flush` runs with the service stopped).
+IDLE_RECHECK_S = 60.0
 
 
 @dataclass
@@ -102,10 +105,12 @@ class Sender:
             left = deadline - time.monotonic()
             if left <= 0:
                 return
-            self._sleep(self._woken, min(left, 0.5))
+            self._sleep(self._woken, left)  # wake() and request_stop() set the event
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            with self.store.changed:
+                seen = self.store.records
             try:
                 progressed = self.step()
             except Exception:  # a bug must not silently stop delivery: log, back off, go on
@@ -113,10 +118,11 @@ class Sender:
                 progressed = False
                 self._wait(self.backoff.next())
                 continue
-            if progressed is None:  # nothing to send: wait for a new record
-                with self.store.changed:
-                    if not self._stop.is_set():
-                        self.store.changed.wait(1.0)
+            if progressed is None:  # nothing to send: sleep until a new record (none missed:
+                with self.store.changed:  # one recorded since `seen` ends the wait at once)
+                    self.store.changed.wait_for(
+                        lambda seen=seen: self.store.records != seen or self._stop.is_set(), IDLE_RECHECK_S
+                    )
             elif progressed is False:
                 delay = self.backoff.next()
                 if self.state.link == "down":

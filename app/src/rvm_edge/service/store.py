@@ -193,11 +193,13 @@ class Store:
         self._lock = threading.Lock()
         self._clock = clock
         self.changed = threading.Condition()  # notified after each record (the sender waits on it)
+        self.records = 0  # deposits recorded through this Store; read and changed under `changed`
         # Checkpoints (copying the WAL into the database, with fsyncs of their own) would otherwise
         # run inside whichever commit crosses the threshold: that commit would take tens of ms.
         # A background thread does them instead, on its own connection.
         self._conn.execute("PRAGMA wal_autocheckpoint=0")
         self._stop_checkpoints = threading.Event()
+        self._written = threading.Event()  # set by every commit: the checkpointer sleeps until one
         self._last_write = 0.0
         self._checkpointer: threading.Thread | None = None
 
@@ -213,7 +215,14 @@ class Store:
             conn = connect(self.path)
             try:
                 last = time.monotonic()
-                while not self._stop_checkpoints.wait(interval_s):
+                while True:
+                    asleep = time.monotonic()
+                    self._written.wait()  # an idle device writes nothing: no reason to wake
+                    if time.monotonic() - asleep > interval_s:
+                        last = time.monotonic()  # writes resumed: wait for a pause as usual
+                    if self._stop_checkpoints.wait(interval_s):
+                        break
+                    self._written.clear()
                     while not self._stop_checkpoints.is_set():
                         idle = time.monotonic() - self._last_write
                         if idle >= quiet_s or time.monotonic() - last >= max_wait_s:
@@ -231,6 +240,7 @@ class Store:
 
     def close(self) -> None:
         self._stop_checkpoints.set()
+        self._written.set()
         if self._checkpointer is not None:
             self._checkpointer.join(10)
         with self._lock:
@@ -249,6 +259,7 @@ class Store:
                 yield self._conn
                 self._conn.execute("COMMIT")
                 self._last_write = time.monotonic()
+                self._written.set()
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
@@ -300,6 +311,7 @@ class Store:
                     (seq, timestamp, json.dumps(offline_items)),
                 )
         with self.changed:
+            self.records += 1
             self.changed.notify_all()
         return seq
 
