@@ -202,6 +202,7 @@ def container_state(name: str) -> dict[str, str] | None:
         "status": info["State"]["Status"],
         "recipe": labels.get(RECIPE_LABEL, ""),
         "managed": labels.get(LABEL, ""),
+        "net_admin": "yes" if "CAP_NET_ADMIN" in (info.get("EffectiveCaps") or []) else "no",
     }
 
 
@@ -356,6 +357,8 @@ def cmd_up(_: argparse.Namespace) -> None:
             action = "running"
         if state is not None and state["recipe"] != recipe_hash():
             action += " (built from an older image recipe: `make lab-down lab` recreates it)"
+        if state is not None and state["net_admin"] != "yes":
+            action += " (made without NET_ADMIN, which the firewall needs: `make lab-down lab` recreates it)"
         if not action.startswith("running"):
             changed.append(host.name)
         step(index, len(hosts), f"{host.name:<14} {action}")
