@@ -156,6 +156,7 @@ groups:
 compose:
   rvm_mgmt_address: ansible_host
 
+---
 # A self-hosted controller, token read from its authtoken.secret
 plugin: zerotier
 api_type: controller
