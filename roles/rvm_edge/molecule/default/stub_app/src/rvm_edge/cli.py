@@ -201,7 +201,7 @@ def sandbox_probe(data_dir: Path) -> dict[str, Any]:
     }
 
 
-def serve(state: State, bind: str, port: int, data_dir: Path) -> ThreadingHTTPServer:
+def serve(state: State, bind: str | list[str], port: int, data_dir: Path) -> list[ThreadingHTTPServer]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             if self.path == "/sandbox":
@@ -232,9 +232,13 @@ def serve(state: State, bind: str, port: int, data_dir: Path) -> ThreadingHTTPSe
         def log_message(self, *_: Any) -> None:
             return
 
-    server = ThreadingHTTPServer((bind, port), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
+    servers = [
+        ThreadingHTTPServer((address, port), Handler)
+        for address in ([bind] if isinstance(bind, str) else bind)
+    ]
+    for server in servers:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    return servers
 
 
 def run(config: Path) -> int:
@@ -253,7 +257,7 @@ def run(config: Path) -> int:
     except (OSError, ValueError):
         broken = False
     signal.signal(signal.SIGTERM, lambda *_: state.stop.set())
-    server = serve(state, server_cfg.get("bind", "127.0.0.1"), int(server_cfg.get("port", 8080)), data_dir)
+    servers = serve(state, server_cfg.get("bind", "127.0.0.1"), int(server_cfg.get("port", 8080)), data_dir)
     if broken:
         # A release the scenario marks broken: it starts but never processes a frame (never ready).
         print(
@@ -268,7 +272,8 @@ def run(config: Path) -> int:
         if interval:
             notify("WATCHDOG=1")
     notify("STOPPING=1")
-    server.shutdown()
+    for server in servers:
+        server.shutdown()
     return 0
 
 
