@@ -1,0 +1,95 @@
+"""Run one playbook through ansible-runner's ``run_async`` and turn its events into a result.
+
+The runner thread calls event_handler/status_handler; the main thread redraws the display and
+owns SIGINT: Ctrl-C sets an Event that cancel_callback reports, and runner then stops
+ansible-playbook. Exit codes: see rvm_fleet.errors.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import ansible_runner
+
+from rvm_fleet import errors, runs
+from rvm_fleet.display import Display
+from rvm_fleet.progress import Progress
+from rvm_fleet.project import Project
+
+
+def exit_code(status: str, progress: Progress, rc: int | None) -> int:
+    if status == "canceled":
+        return errors.CANCELED
+    if progress.aborted:
+        return errors.BATCH_ABORTED
+    if progress.failed_hosts or status != "successful" or rc:
+        return errors.DEVICE_FAILED
+    return errors.OK
+
+
+def run_playbook(
+    project: Project,
+    record: runs.RunRecord,
+    planned: list[str],
+    display: Display,
+    extravars: dict[str, Any] | None = None,
+    envvars: dict[str, str] | None = None,
+) -> runs.RunRecord:
+    """Run ``record.playbook`` (limited to ``record.limit``) and return the finished record."""
+    artifacts = project.cache / "artifacts"
+    runs.save(artifacts, record)
+    progress = Progress(planned)
+    guard = threading.Lock()
+    cancel = threading.Event()
+    finished = threading.Event()
+    state = {"status": "starting"}
+
+    def on_event(event: dict[str, Any]) -> bool:
+        with guard:
+            progress.feed(event)
+            display.event(event, progress)
+        return True  # keep it in artifacts/<ident>/job_events
+
+    def on_status(data: dict[str, Any], runner_config: Any) -> None:
+        state["status"] = data.get("status", state["status"])
+
+    previous = signal.signal(signal.SIGINT, lambda *_: cancel.set())
+    try:
+        display.start(progress, record)
+        thread, runner = ansible_runner.run_async(
+            private_data_dir=str(project.cache),
+            project_dir=str(project.root),
+            playbook=record.playbook,
+            inventory=str(project.inventory),
+            limit=record.limit,
+            extravars=extravars or {},
+            envvars={**project.env(), **(envvars or {})},
+            ident=record.ident,
+            quiet=True,
+            event_handler=on_event,
+            status_handler=on_status,
+            cancel_callback=cancel.is_set,
+            finished_callback=lambda _runner: finished.set(),
+        )
+        while thread.is_alive():
+            thread.join(0.1)
+            with guard:
+                display.refresh(progress, cancel.is_set())
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    record.ended = time.time()
+    record.status = runner.status
+    record.exit_code = exit_code(runner.status, progress, runner.rc)
+    record.failed_hosts = progress.failed_hosts
+    record.detail = {"rc": runner.rc, **progress.as_dict()}
+    runs.save(artifacts, record)
+    display.stop(progress, record)
+    return record
+
+
+def artifact_dir(project: Project, ident: str) -> Path:
+    return project.cache / "artifacts" / ident

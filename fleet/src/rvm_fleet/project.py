@@ -1,0 +1,107 @@
+"""Where the project is, which inventory it uses, and which hosts a pattern and limit match.
+
+Hosts are matched by ansible itself (``ansible PATTERN --list-hosts``) so that every limit syntax
+(groups, globs, ``~regex``, ``!exclusions``, ``@file``) means exactly what it means to a playbook.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from rvm_fleet.errors import UsageError
+
+
+@dataclass(frozen=True)
+class Project:
+    root: Path
+    inventory: Path
+
+    @property
+    def cache(self) -> Path:
+        """The runner's private data dir: artifacts/<ident>/ per run, and the deploy lock."""
+        return self.root / ".cache" / "rvm-fleet"
+
+    def playbook(self, name: str) -> Path:
+        path = self.root / name
+        if not path.is_file():
+            raise UsageError(f"playbook {path} not found")
+        return path
+
+    def env(self) -> dict[str, str]:
+        """Environment for ansible: the project's ansible.cfg and its callback plugins.
+
+        ansible-runner sets ANSIBLE_CALLBACK_PLUGINS to its own directory, which would hide the
+        ``callback_plugins`` of ansible.cfg (rvm_deploy_summary); name both.
+        """
+        env = {
+            "ANSIBLE_CONFIG": str(self.root / "ansible.cfg"),
+            # ansible-playbook from the venv rvm-fleet runs in, even when that venv is not activated
+            "PATH": os.pathsep.join((str(Path(sys.executable).parent), os.environ.get("PATH", ""))),
+        }
+        callbacks = self.root / "plugins" / "callback"
+        if callbacks.is_dir():
+            env["ANSIBLE_CALLBACK_PLUGINS"] = str(callbacks)
+        return env
+
+
+def find_root(start: Path | None = None) -> Path:
+    """The nearest directory at or above ``start`` holding ansible.cfg (RVM_FLEET_PROJECT wins)."""
+    if os.environ.get("RVM_FLEET_PROJECT"):
+        return Path(os.environ["RVM_FLEET_PROJECT"]).resolve()
+    here = (start or Path.cwd()).resolve()
+    for d in (here, *here.parents):
+        if (d / "ansible.cfg").is_file():
+            return d
+    raise UsageError(
+        f"no ansible.cfg in {here} or above: run rvm-fleet inside the project (or set RVM_FLEET_PROJECT)"
+    )
+
+
+def load(inventory: str | None = None, start: Path | None = None) -> Project:
+    root = find_root(start)
+    if inventory is None:
+        cfg = configparser.ConfigParser(interpolation=None)
+        cfg.read(root / "ansible.cfg")
+        inventory = cfg.get("defaults", "inventory", fallback=None)
+        if not inventory:
+            raise UsageError(f"{root / 'ansible.cfg'} names no [defaults] inventory: pass -i INVENTORY")
+        path = root / inventory
+    else:
+        path = Path(inventory).resolve()
+    if not path.exists():
+        raise UsageError(f"inventory {path} does not exist")
+    return Project(root, path)
+
+
+def match_hosts(project: Project, pattern: str, limit: str | None = None) -> list[str]:
+    """The hosts ``pattern`` (limited by ``limit``) matches, as a playbook would see them."""
+    cmd = [
+        str(Path(sys.executable).with_name("ansible")),
+        pattern,
+        "-i",
+        str(project.inventory),
+        "--list-hosts",
+    ]
+    if limit:
+        cmd += ["--limit", limit]
+    proc = subprocess.run(
+        cmd,
+        cwd=project.root,
+        env={**os.environ, **project.env()},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if "no hosts to target" in proc.stderr or "No hosts matched" in proc.stderr:
+        return []
+    if proc.returncode != 0:
+        raise UsageError(
+            f"could not read inventory {project.inventory}: {proc.stderr.strip() or proc.stdout.strip()}"
+        )
+    lines = [ln.strip() for ln in proc.stdout.splitlines()]
+    return [ln for ln in lines if ln and not ln.startswith("hosts (")]

@@ -1,0 +1,239 @@
+"""rvm-fleet end to end against tiny playbooks on localhost (ansible_connection=local), no lab.
+
+Each test builds a throwaway project (ansible.cfg, an inventory of local "devices", playbooks at
+the paths the CLI runs) and drives the installed console script as an operator would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+RVM_FLEET = [sys.executable, "-m", "rvm_fleet.cli"]
+
+DEPLOY = """\
+- name: Deploy (test double of playbooks/deploy.yml)
+  hosts: rvm_devices
+  gather_facts: false
+  serial: "{{ rvm_edge_deploy_serial | default([1, '100%']) }}"
+  max_fail_percentage: "{{ rvm_edge_deploy_max_fail_percentage | default(0) }}"
+  tasks:
+    - name: Install {{ rvm_edge_version }}
+      ansible.builtin.copy:
+        content: "{{ rvm_edge_version }}\\n"
+        dest: "{{ out }}/{{ inventory_hostname }}.version"
+        mode: "0644"
+    - name: Health gate
+      ansible.builtin.assert:
+        that: not (broken | default(false) | bool)
+        fail_msg: "{{ inventory_hostname }} never got ready"
+"""
+
+SITE = """\
+- name: Converge (waits on a file, so a test can cancel it mid-run)
+  hosts: rvm_devices
+  gather_facts: false
+  tasks:
+    - name: Wait for the go file
+      ansible.builtin.wait_for:
+        path: "{{ out }}/go"
+        timeout: 120
+    - name: After the wait
+      ansible.builtin.file:
+        path: "{{ out }}/{{ inventory_hostname }}.after"
+        state: touch
+        mode: "0644"
+"""
+
+
+def make_project(tmp: Path, broken: tuple[str, ...] = (), devices: int = 3) -> Path:
+    out = tmp / "out"
+    out.mkdir()
+    (tmp / "ansible.cfg").write_text("[defaults]\ninventory = hosts.ini\nretry_files_enabled = false\n")
+    lines = ["[rvm_devices]"]
+    for n in range(1, devices + 1):
+        host = f"dev{n}"
+        lines.append(f"{host} broken={'true' if host in broken else 'false'}")
+    lines += [
+        "[all:vars]",
+        "ansible_connection=local",
+        f"ansible_python_interpreter={sys.executable}",
+        f"out={out}",
+    ]
+    (tmp / "hosts.ini").write_text("\n".join(lines) + "\n")
+    (tmp / "playbooks").mkdir()
+    (tmp / "playbooks" / "deploy.yml").write_text(DEPLOY)
+    (tmp / "site.yml").write_text(SITE)
+    (tmp / "dist").mkdir()
+    (tmp / "dist" / "rvm-edge-1.2.0-x86_64.tar.gz").write_bytes(b"")
+    return tmp
+
+
+def cli(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "RVM_FLEET_PROJECT": str(project)}
+    return subprocess.run(
+        [*RVM_FLEET, *args], env=env, capture_output=True, text=True, timeout=180, check=False
+    )
+
+
+def history(project: Path) -> list[dict]:
+    return json.loads(cli(project, "history", "--json").stdout)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    return make_project(tmp_path)
+
+
+def test_deploy_success_json_has_batches_and_devices(project: Path) -> None:
+    res = cli(project, "deploy", "1.2.0", "--json")
+    assert res.returncode == 0, res.stderr
+    run = json.loads(res.stdout)
+    assert run["status"] == "successful" and run["exit_code"] == 0
+    # serial [1, 100%]: dev1 alone, then the other two
+    assert [b["hosts"] for b in run["detail"]["batches"]] == [["dev1"], ["dev2", "dev3"]]
+    assert {d["host"]: d["state"] for d in run["detail"]["devices"]} == dict.fromkeys(
+        ("dev1", "dev2", "dev3"), "changed"
+    )
+    assert (project / "out" / "dev3.version").read_text() == "1.2.0\n"
+    assert (project / ".cache/rvm-fleet/artifacts" / run["ident"] / "job_events").is_dir()
+
+
+def test_plain_output_when_not_a_tty(project: Path) -> None:
+    res = cli(project, "deploy", "1.2.0", "-l", "dev2", "--serial", "1")
+    assert res.returncode == 0, res.stderr
+    assert "batch 1:" in res.stdout
+    assert "dev2: changed ok=1 changed=1 failed=0" in res.stdout
+    assert "dev1" not in res.stdout
+
+
+def test_failed_device_exits_1(tmp_path: Path) -> None:
+    project = make_project(tmp_path, broken=("dev3",))
+    res = cli(project, "deploy", "1.2.0", "--serial", "1", "100%", "--max-fail-percentage", "50", "--json")
+    assert res.returncode == 1, res.stdout + res.stderr
+    run = json.loads(res.stdout)
+    assert run["failed_hosts"] == ["dev3"]
+    dev3 = next(d for d in run["detail"]["devices"] if d["host"] == "dev3")
+    assert dev3["state"] == "failed" and "never got ready" in dev3["message"]
+
+
+def test_aborted_batch_exits_3_and_later_batches_never_start(tmp_path: Path) -> None:
+    project = make_project(tmp_path, broken=("dev1",))
+    res = cli(project, "deploy", "1.2.0", "--json")  # canary dev1 fails, max_fail_percentage 0
+    assert res.returncode == 3, res.stdout + res.stderr
+    run = json.loads(res.stdout)
+    assert run["detail"]["aborted"] is True
+    assert run["detail"]["never_started"] == ["dev2", "dev3"]
+    assert not (project / "out" / "dev2.version").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["deploy", "9.9.9"], "unknown version '9.9.9'"),
+        (["deploy", "1.2.0", "-l", "nosuchhost"], "matches no host"),
+        (["deploy", "1.2.0", "--serial", "0"], "--serial '0'"),
+        (["restore", "dev9"], "not in rvm_devices"),
+        (["history", "nope"], "no run 'nope'"),
+        (["deploy"], "the following arguments are required: version"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_bad_usage_exits_2_and_starts_nothing(project: Path, args: list[str], message: str) -> None:
+    res = cli(project, *args)
+    assert res.returncode == 2
+    assert message in res.stderr
+    assert history(project) == []
+    assert list((project / "out").iterdir()) == []
+
+
+def test_second_deploy_while_one_runs_exits_2(project: Path) -> None:
+    import fcntl
+
+    lock = project / ".cache/rvm-fleet/deploy.lock"
+    lock.parent.mkdir(parents=True)
+    with lock.open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        held.write("pid 4242")
+        held.flush()
+        res = cli(project, "deploy", "1.2.0")
+    assert res.returncode == 2
+    assert "already running (pid 4242)" in res.stderr
+    assert history(project) == []
+
+
+def test_history_lists_runs_and_shows_one(tmp_path: Path) -> None:
+    project = make_project(tmp_path, broken=("dev2",))
+    assert cli(project, "deploy", "1.2.0", "-l", "dev1").returncode == 0
+    assert cli(project, "deploy", "1.2.0", "-l", "dev2").returncode == 1
+    runs = history(project)
+    assert [(r["command"], r["status"], r["exit_code"], r["limit"]) for r in runs] == [
+        ("deploy", "successful", 0, "dev1"),
+        ("deploy", "failed", 1, "dev2"),
+    ]
+    assert all(r["who"] and r["duration_s"] > 0 for r in runs)
+    table = cli(project, "history").stdout
+    assert "deploy 1.2.0 -l dev2" in table and "failed" in table
+    one = cli(project, "history", runs[1]["ident"])
+    assert one.returncode == 0
+    assert "dev2" in one.stdout and "never got ready" in one.stdout
+
+
+def test_ctrl_c_cancels_the_run(project: Path) -> None:
+    env = {**os.environ, "RVM_FLEET_PROJECT": str(project)}
+    proc = subprocess.Popen([*RVM_FLEET, "converge", "--json"], env=env, stdout=subprocess.PIPE, text=True)
+    events = project / ".cache/rvm-fleet/artifacts"
+    deadline = time.monotonic() + 60
+    while not any("Wait for the go file" in p.read_text() for p in events.glob("*/job_events/*.json")):
+        assert time.monotonic() < deadline, "the wait task never started"
+        assert proc.poll() is None
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    run = json.loads(out)
+    assert run["status"] == "canceled"
+    assert not list((project / "out").glob("*.after"))
+    assert history(project)[0]["status"] == "canceled"
+
+
+def test_live_view_from_the_run_events(tmp_path: Path) -> None:
+    """The rich view (a terminal) shows one bar per batch and the device table built from events."""
+    from io import StringIO
+
+    from rich.console import Console
+    from rvm_fleet.display import LiveDisplay
+    from rvm_fleet.progress import Progress
+    from rvm_fleet.runs import load
+
+    project = make_project(tmp_path, broken=("dev3",))
+    res = cli(project, "deploy", "1.2.0", "--serial", "1", "2", "--max-fail-percentage", "50", "--json")
+    ident = json.loads(res.stdout)["ident"]
+    artifacts = project / ".cache/rvm-fleet/artifacts"
+    events = sorted(
+        (json.loads(p.read_text()) for p in (artifacts / ident / "job_events").glob("*.json")),
+        key=lambda e: e["counter"],
+    )
+    progress = Progress(["dev1", "dev2", "dev3"])
+    screen = StringIO()
+    view = LiveDisplay(Console(file=screen, force_terminal=True, width=160, color_system=None))
+    record = load(artifacts, ident)
+    assert record is not None
+    view.start(progress, record)
+    for event in events:
+        progress.feed(event)
+        view.refresh(progress, False)
+    view.stop(progress, record)
+    text = screen.getvalue()
+    assert "batch 1" in text and "batch 2" in text
+    last_table = text[text.rindex("┏") :]
+    assert "dev3" in last_table and "failed" in last_table and "never got ready" in last_table
+    assert [b.hosts for b in progress.batches] == [["dev1"], ["dev2", "dev3"]]
+    assert [(b.done, b.total) for b in progress.batches] == [(2, 2), (4, 4)]
