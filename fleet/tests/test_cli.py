@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
+from rvm_fleet.prometheus import PrometheusClient
+from test_prometheus import prom  # noqa: F401 - the fixture: a real Prometheus scraping dev-a, dev-b
 
 RVM_FLEET = [sys.executable, "-m", "rvm_fleet.cli"]
 
@@ -53,13 +55,14 @@ SITE = """\
 """
 
 
-def make_project(tmp: Path, broken: tuple[str, ...] = (), devices: int = 3) -> Path:
+def make_project(
+    tmp: Path, broken: tuple[str, ...] = (), devices: int = 3, names: tuple[str, ...] = ()
+) -> Path:
     out = tmp / "out"
     out.mkdir()
     (tmp / "ansible.cfg").write_text("[defaults]\ninventory = hosts.ini\nretry_files_enabled = false\n")
     lines = ["[rvm_devices]"]
-    for n in range(1, devices + 1):
-        host = f"dev{n}"
+    for host in names or [f"dev{n}" for n in range(1, devices + 1)]:
         lines.append(f"{host} broken={'true' if host in broken else 'false'}")
     lines += [
         "[all:vars]",
@@ -237,3 +240,108 @@ def test_live_view_from_the_run_events(tmp_path: Path) -> None:
     assert "dev3" in last_table and "failed" in last_table and "never got ready" in last_table
     assert [b.hosts for b in progress.batches] == [["dev1"], ["dev2", "dev3"]]
     assert [(b.done, b.total) for b in progress.batches] == [(2, 2), (4, 4)]
+
+
+LOCKED_DEPLOY = """\
+- name: Deploy holding the device's update lock (as roles/rvm_edge/tasks/lock.yml does)
+  hosts: rvm_devices
+  gather_facts: false
+  tasks:
+    - name: Name this run
+      ansible.builtin.set_fact:
+        run_token: "{{ lookup('ansible.builtin.password', '/dev/null', chars=['digits'], length=20) }}"
+    - name: Locked part
+      block:
+        - name: Take the update lock
+          rvm_update_lock:
+            path: "{{ out }}/{{ inventory_hostname }}.lock"
+            token: "{{ run_token }}"
+            holder: "tester: deploy {{ rvm_edge_version }}"
+            stale_after_s: "{{ rvm_edge_lock_stale_after_s | default(1800) }}"
+            break_lock: "{{ rvm_edge_lock_break | default(false) }}"
+        - name: Install (waits for the go file when RVM_TEST_HOLD=1)
+          ansible.builtin.wait_for:
+            path: "{{ out }}/go"
+            timeout: 120
+          when: lookup('ansible.builtin.env', 'RVM_TEST_HOLD') == '1'
+      always:
+        - name: Give the update lock back
+          rvm_update_lock:
+            path: "{{ out }}/{{ inventory_hostname }}.lock"
+            token: "{{ run_token }}"
+            state: released
+"""
+
+
+def test_a_canceled_deploy_leaves_the_lock_and_the_next_run_takes_it_over(tmp_path: Path) -> None:
+    """Ctrl-C kills ansible-playbook (no `always` runs): the lock stays with the dead run.
+
+    The next deploy is refused naming the holder (exit 1, a failed device); --break-lock takes it
+    over at once, and a lock older than rvm_edge_lock_stale_after_s is taken over without it.
+    """
+    project = make_project(tmp_path, devices=1)
+    library = Path(__file__).resolve().parents[2] / "library"
+    (project / "ansible.cfg").write_text(f"[defaults]\ninventory = hosts.ini\nlibrary = {library}\n")
+    (project / "playbooks" / "deploy.yml").write_text(LOCKED_DEPLOY)
+    lock = project / "out" / "dev1.lock"
+    env = {**os.environ, "RVM_FLEET_PROJECT": str(project)}
+    proc = subprocess.Popen(
+        [*RVM_FLEET, "deploy", "1.2.0", "--json"],
+        env={**env, "RVM_TEST_HOLD": "1"},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not lock.exists():
+        assert time.monotonic() < deadline and proc.poll() is None, "the lock was never taken"
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and json.loads(out)["status"] == "canceled"
+    held = json.loads(lock.read_text())
+    assert held["holder"] == "tester: deploy 1.2.0"
+
+    refused = cli(project, "deploy", "1.2.0", "--json")
+    assert refused.returncode == 1
+    assert "tester: deploy 1.2.0" in json.loads(refused.stdout)["detail"]["devices"][0]["message"]
+    assert json.loads(lock.read_text())["token"] == held["token"]
+
+    taken = cli(project, "deploy", "1.2.0", "--break-lock", "--json")
+    assert taken.returncode == 0, taken.stdout
+    assert not lock.exists()
+
+    lock.write_text(json.dumps({**held, "since": time.time() - 3600}))  # a dead run's lock, an hour old
+    assert cli(project, "deploy", "1.2.0").returncode == 0
+    assert not lock.exists()
+
+
+def test_status_from_prometheus(tmp_path: Path, prom: PrometheusClient) -> None:  # noqa: F811
+    project = make_project(tmp_path, names=("dev-a", "dev-b"))
+    res = cli(project, "status", "--prometheus", prom.base_url, "--json")
+    assert res.returncode == 1, res.stderr  # dev-b is not ready
+    rows = {r["device"]: r for r in json.loads(res.stdout)}
+    a, b = rows["dev-a"], rows["dev-b"]
+    assert (a["source"], a["reachable"], a["version"], a["ready"], a["outbox_depth"]) == (
+        "prometheus",
+        True,
+        "0.1.0",
+        True,
+        3,
+    )
+    assert 110 < a["backup_age_s"] < 300
+    assert (b["ready"], b["backup_age_s"]) == (False, None)
+    table = cli(project, "status", "--prometheus", prom.base_url).stdout.splitlines()
+    assert table[0].split()[:4] == ["DEVICE", "REACHABLE", "VERSION", "READY"]
+    assert table[1].split()[:4] == ["dev-a", "yes", "0.1.0", "yes"]
+
+
+def test_status_asks_the_devices_when_no_prometheus_answers(project: Path) -> None:
+    with (project / "hosts.ini").open("a") as inv:
+        inv.write("[rvm_devices]\ngone ansible_connection=ssh ansible_host=127.0.0.1 ansible_port=1\n")
+    res = cli(project, "status", "--prometheus", "http://127.0.0.1:1", "--json")
+    assert res.returncode == 1, res.stderr
+    rows = {r["device"]: r for r in json.loads(res.stdout)}
+    assert sorted(rows) == ["dev1", "dev2", "dev3", "gone"]
+    assert all(r["source"] == "device" for r in rows.values())
+    assert rows["dev1"]["reachable"] is True and rows["gone"]["reachable"] is False
+    assert rows["dev1"]["ready"] is False  # no rvm-edge answers /readyz on this machine

@@ -56,6 +56,12 @@ def build_parser() -> Parser:
     rs = sub.add_parser("restore", parents=[common], help="restore.yml on one device")
     rs.add_argument("device")
     rs.add_argument("--snapshot")
+    for locking in (d, r, rs):
+        locking.add_argument(
+            "--break-lock",
+            action="store_true",
+            help="take over the device's update lock now (a run that died holding it; see docs/fleet-cli.md)",
+        )
     h = sub.add_parser("history", parents=[common], help="past runs, or one run")
     h.add_argument("run", nargs="?")
     return p
@@ -126,9 +132,16 @@ def _plan(
     raise errors.UsageError(f"unknown command {cmd}")
 
 
+def _extravars(args: argparse.Namespace, extra: dict[str, Any]) -> dict[str, Any]:
+    if getattr(args, "break_lock", False):
+        return {**extra, "rvm_edge_lock_break": True}
+    return extra
+
+
 def run_command(args: argparse.Namespace, argv: list[str]) -> int:
     project = proj.load(args.inventory)
     playbook, limit, planned, extra = _plan(args, project)
+    extra = _extravars(args, extra)
     project.playbook(playbook)
     artifacts = project.cache / "artifacts"
     record = runs.RunRecord(

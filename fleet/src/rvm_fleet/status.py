@@ -66,6 +66,7 @@ def from_prometheus(url: str, devices: list[str], timeout_s: float = 1.5) -> lis
 
 def from_devices(project: Project, devices: list[str]) -> list[Row]:
     probe = Path(__file__).with_name("probe.py")
+    (project.cache / "adhoc").mkdir(parents=True, exist_ok=True)
     result = ansible_runner.run(
         private_data_dir=str(project.cache / "adhoc"),
         project_dir=str(project.root),
