@@ -4,19 +4,13 @@ device that is down) still gets a target instead of failing the render."""
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
-
-ROOT = Path(__file__).resolve().parents[2]
-ROLE = ROOT / "roles" / "monitoring_server"
-LAB_VARS = ROOT / "inventories" / "lab" / "group_vars" / "monitoring_servers.yml"
+from render_helpers import render
 
 INVENTORY = {
     "all": {
@@ -38,53 +32,11 @@ INVENTORY = {
     }
 }
 
-PLAYBOOK = f"""
-- hosts: mon
-  connection: local
-  gather_facts: false
-  vars_files:
-    - {ROLE}/defaults/main.yml
-    - {ROLE}/vars/main.yml
-    - {LAB_VARS}
-  vars:
-    role_path: {ROLE}
-  tasks:
-    - ansible.builtin.template:
-        src: "{{{{ role_path }}}}/templates/{{{{ item }}}}.j2"
-        dest: "{{{{ out }}}}/{{{{ item }}}}"
-        mode: "0600"
-      loop: [prometheus.yml, alertmanager.yml, rvm_settings.yml, rvm_extra.yml]
-"""
-
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("render")
-    (tmp / "inventory.yml").write_text(yaml.safe_dump(INVENTORY))
-    (tmp / "play.yml").write_text(PLAYBOOK)
-    (tmp / "ansible.cfg").write_text("[defaults]\nfact_caching = memory\n")
-    env = {**os.environ, "ANSIBLE_CONFIG": str(tmp / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
-    proc = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "ansible-playbook"),
-            "-i",
-            str(tmp / "inventory.yml"),
-            str(tmp / "play.yml"),
-            "-e",
-            json.dumps(
-                {
-                    "out": str(tmp),
-                    "ansible_python_interpreter": sys.executable,
-                    "monitoring_server_bind": "127.0.0.1",
-                }
-            ),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    render(tmp, INVENTORY, {"monitoring_server_bind": "127.0.0.1"})
     return tmp
 
 
