@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from rvm_fleet import errors, execute, runs, status
@@ -45,7 +46,11 @@ def build_parser() -> Parser:
     c.add_argument("-l", "--limit")
     s = sub.add_parser("status", parents=[common], help="one row per device")
     s.add_argument("-l", "--limit")
-    s.add_argument("--prometheus", default=os.environ.get("RVM_FLEET_PROMETHEUS_URL"))
+    s.add_argument(
+        "--prometheus",
+        default=os.environ.get("RVM_FLEET_PROMETHEUS_URL"),
+        help="Prometheus URL (default: the inventory's monitoring_servers host, port 9090)",
+    )
     e = sub.add_parser("enroll", parents=[common], help="enroll.yml: authorize a device on ZeroTier")
     e.add_argument("device")
     e.add_argument("--node-id", required=True)
@@ -169,7 +174,10 @@ def _print_table(rows: list[list[str]]) -> None:
 
 def cmd_status(args: argparse.Namespace) -> int:
     project = proj.load(args.inventory)
-    rows = status.collect(project, _hosts(project, args.limit), args.prometheus)
+    with ThreadPoolExecutor(2) as pool:  # both ask ansible (~1 s each): in parallel
+        url = pool.submit(lambda: args.prometheus or status.discover_prometheus(project))
+        hosts = _hosts(project, args.limit)
+        rows = status.collect(project, hosts, url.result())
     if args.json:
         print(json.dumps(status.as_json(rows), indent=1))
     else:

@@ -78,25 +78,24 @@ def load(inventory: str | None = None, start: Path | None = None) -> Project:
     return Project(root, path)
 
 
-def match_hosts(project: Project, pattern: str, limit: str | None = None) -> list[str]:
-    """The hosts ``pattern`` (limited by ``limit``) matches, as a playbook would see them."""
-    cmd = [
-        str(Path(sys.executable).with_name("ansible")),
-        pattern,
-        "-i",
-        str(project.inventory),
-        "--list-hosts",
-    ]
-    if limit:
-        cmd += ["--limit", limit]
-    proc = subprocess.run(
+def ansible(
+    project: Project, pattern: str, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the venv's ``ansible PATTERN -i INVENTORY ARGS...`` in the project, output captured."""
+    cmd = [str(Path(sys.executable).with_name("ansible")), pattern, "-i", str(project.inventory), *args]
+    return subprocess.run(
         cmd,
         cwd=project.root,
-        env={**os.environ, **project.env()},
+        env={**os.environ, **project.env(), **(env or {})},
         capture_output=True,
         text=True,
         check=False,
     )
+
+
+def match_hosts(project: Project, pattern: str, limit: str | None = None) -> list[str]:
+    """The hosts ``pattern`` (limited by ``limit``) matches, as a playbook would see them."""
+    proc = ansible(project, pattern, "--list-hosts", *(["--limit", limit] if limit else []))
     if "no hosts to target" in proc.stderr or "No hosts matched" in proc.stderr:
         return []
     if proc.returncode != 0:

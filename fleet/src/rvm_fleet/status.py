@@ -15,7 +15,7 @@ from typing import Any
 
 import ansible_runner
 
-from rvm_fleet.project import Project
+from rvm_fleet.project import Project, ansible
 from rvm_fleet.prometheus import PrometheusClient, PrometheusError
 
 EXTRA_QUERIES = {
@@ -98,6 +98,28 @@ def from_devices(project: Project, devices: list[str]) -> list[Row]:
                 source="device",
             )
     return list(rows.values())
+
+
+PROMETHEUS_URL = (
+    "http://{{ rvm_mgmt_address | default(ansible_host) | default(inventory_hostname) }}"
+    ":{{ monitoring_server_prometheus_port | default(9090) }}"
+)
+
+
+def discover_prometheus(project: Project) -> str | None:
+    """The URL of the inventory's first monitoring server (group monitoring_servers), if any."""
+    proc = ansible(
+        project,
+        "monitoring_servers",
+        *("-m", "ansible.builtin.debug", "-a", f"msg={PROMETHEUS_URL}"),
+        env={"ANSIBLE_LOAD_CALLBACK_PLUGINS": "1", "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json"},
+    )
+    try:
+        hosts = json.loads(proc.stdout)["plays"][0]["tasks"][0]["hosts"]
+    except (ValueError, KeyError, IndexError):
+        return None
+    urls = sorted((h, r.get("msg")) for h, r in hosts.items() if isinstance(r.get("msg"), str))
+    return urls[0][1] if urls else None
 
 
 def collect(project: Project, devices: list[str], prometheus_url: str | None) -> list[Row]:
