@@ -70,6 +70,7 @@ def run_playbook(
             envvars={**project.env(), **(envvars or {})},
             ident=record.ident,
             quiet=True,
+            **project.fact_cache(),
             event_handler=on_event,
             status_handler=on_status,
             cancel_callback=cancel.is_set,

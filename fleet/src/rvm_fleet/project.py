@@ -40,6 +40,8 @@ class Project:
         """
         env = {
             "ANSIBLE_CONFIG": str(self.root / "ansible.cfg"),
+            # ansible-runner turns host key checking off unless the environment names it: keep ansible.cfg's
+            "ANSIBLE_HOST_KEY_CHECKING": self.setting("host_key_checking", "True"),
             # ansible-playbook from the venv rvm-fleet runs in, even when that venv is not activated
             "PATH": os.pathsep.join((str(Path(sys.executable).parent), os.environ.get("PATH", ""))),
         }
@@ -47,6 +49,21 @@ class Project:
         if callbacks.is_dir():
             env["ANSIBLE_CALLBACK_PLUGINS"] = str(callbacks)
         return env
+
+    def setting(self, key: str, default: str) -> str:
+        """A [defaults] value of the project's ansible.cfg (the environment's ANSIBLE_<KEY> wins)."""
+        if f"ANSIBLE_{key.upper()}" in os.environ:
+            return os.environ[f"ANSIBLE_{key.upper()}"]
+        cfg = configparser.ConfigParser(interpolation=None)
+        cfg.read(self.root / "ansible.cfg")
+        return cfg.get("defaults", key, fallback=default)
+
+    def fact_cache(self) -> dict[str, str]:
+        """Runner settings that keep ansible.cfg's jsonfile fact cache (runner's default is per run)."""
+        if self.setting("fact_caching", "") != "jsonfile":
+            return {}
+        where = self.setting("fact_caching_connection", "")
+        return {"fact_cache_type": "jsonfile", "fact_cache": str(self.root / where)} if where else {}
 
 
 def find_root(start: Path | None = None) -> Path:
