@@ -345,3 +345,18 @@ def test_status_asks_the_devices_when_no_prometheus_answers(project: Path) -> No
     assert all(r["source"] == "device" for r in rows.values())
     assert rows["dev1"]["reachable"] is True and rows["gone"]["reachable"] is False
     assert rows["dev1"]["ready"] is False  # no rvm-edge answers /readyz on this machine
+
+
+def test_artifacts_keep_no_secret_from_the_operators_environment(project: Path) -> None:
+    env = {**os.environ, "RVM_FLEET_PROJECT": str(project), "ZEROTIER_TOKEN": "s3cr3t-t0ken"}
+    (project / "out" / "go").touch()  # site.yml's wait passes at once
+    res = subprocess.run(
+        [*RVM_FLEET, "converge", "--json"], env=env, capture_output=True, text=True, check=False
+    )
+    assert res.returncode == 0, res.stderr
+    run_dir = project / ".cache/rvm-fleet/artifacts" / json.loads(res.stdout)["ident"]
+    leaked = [
+        p for p in run_dir.rglob("*") if p.is_file() and "s3cr3t-t0ken" in p.read_text(errors="replace")
+    ]
+    assert leaked == []
+    assert json.loads((run_dir / "command").read_text())["command"][0] == "ansible-playbook"

@@ -7,6 +7,9 @@ ansible-playbook. Exit codes: see rvm_fleet.errors.
 
 from __future__ import annotations
 
+import json
+import re
+import shutil
 import signal
 import threading
 import time
@@ -19,6 +22,8 @@ from rvm_fleet import errors, runs
 from rvm_fleet.display import Display
 from rvm_fleet.progress import Progress
 from rvm_fleet.project import Project
+
+SECRET = re.compile(r"TOKEN|PASS|SECRET|KEY|AUTH", re.IGNORECASE)
 
 
 def exit_code(status: str, progress: Progress, rc: int | None) -> int:
@@ -57,11 +62,16 @@ def run_playbook(
     def on_status(data: dict[str, Any], runner_config: Any) -> None:
         state["status"] = data.get("status", state["status"])
 
+    # runner writes env/extravars into private_data_dir: one per run, so that two runs (a converge
+    # beside a deploy) never read each other's; the artifacts all go to one artifacts/ directory.
+    private = project.cache / "private" / record.ident
+    private.mkdir(parents=True, exist_ok=True)
     previous = signal.signal(signal.SIGINT, lambda *_: cancel.set())
     try:
         display.start(progress, record)
         thread, runner = ansible_runner.run_async(
-            private_data_dir=str(project.cache),
+            private_data_dir=str(private),
+            artifact_dir=str(artifacts),
             project_dir=str(project.root),
             playbook=record.playbook,
             inventory=str(project.inventory),
@@ -82,6 +92,8 @@ def run_playbook(
                 display.refresh(progress, cancel.is_set())
     finally:
         signal.signal(signal.SIGINT, previous)
+        shutil.rmtree(private, ignore_errors=True)
+    scrub_command(artifacts / record.ident / "command")
     record.ended = time.time()
     record.status = runner.status
     record.exit_code = exit_code(runner.status, progress, runner.rc)
@@ -90,6 +102,18 @@ def run_playbook(
     runs.save(artifacts, record)
     display.stop(progress, record)
     return record
+
+
+def scrub_command(path: Path) -> None:
+    """Drop the environment runner copies into artifacts/<ident>/command (it holds whatever the
+    operator's shell had, ZEROTIER_TOKEN included); keep the command line, cwd and ANSIBLE_* settings."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    env = data.get("env") or {}
+    data["env"] = {k: v for k, v in env.items() if k.startswith("ANSIBLE_") and not SECRET.search(k)}
+    path.write_text(json.dumps(data))
 
 
 def artifact_dir(project: Project, ident: str) -> Path:
