@@ -215,3 +215,36 @@ def test_bad_requests_are_refused_naming_what_is_wrong(
 
 def test_the_worker_runs_in_the_given_venv() -> None:
     assert APP_PYTHON.is_file()
+
+
+APP_CHECK = """
+import sys
+from pathlib import Path
+from rvm_edge.engines import EngineMismatch, verify_engine
+from rvm_edge.manifest import load_manifest
+model = load_manifest(sys.argv[2]).by_name(sys.argv[3])
+try:
+    print(verify_engine(Path(sys.argv[1]), model, sys.argv[4]).key)
+except EngineMismatch as exc:
+    print(exc)
+    sys.exit(3)
+"""
+
+
+def test_rvm_edge_accepts_the_modules_engine_and_refuses_it_for_another_model(
+    run_module: ModuleRun, engines: Path
+) -> None:
+    import subprocess
+
+    result = run_module(model_args(DETECTOR, engines))
+    engine = _built(result)
+    manifest = str(LAB_MODELS / "manifest.json")
+
+    def app(name: str) -> subprocess.CompletedProcess[str]:
+        argv = [str(APP_PYTHON), "-c", APP_CHECK, str(engine), manifest, name, "onnxruntime"]
+        return subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60)
+
+    ok = app(DETECTOR["name"])
+    assert ok.returncode == 0 and ok.stdout.strip() == result["key"], ok.stdout + ok.stderr
+    other = app(DETECTOR_INT8["name"])
+    assert other.returncode == 3 and "not the engine of model rvm-lab-yolo11n-320-int8" in other.stdout
