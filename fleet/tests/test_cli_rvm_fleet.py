@@ -100,6 +100,7 @@ def test_deploy_success_json_has_batches_and_devices(project: Path) -> None:
     assert res.returncode == 0, res.stderr
     run = json.loads(res.stdout)
     assert run["status"] == "successful" and run["exit_code"] == 0
+    assert run["detail"]["extravars"] == {"rvm_edge_version": "1.2.0"}
     # serial [1, 100%]: dev1 alone, then the other two
     assert [b["hosts"] for b in run["detail"]["batches"]] == [["dev1"], ["dev2", "dev3"]]
     assert {d["host"]: d["state"] for d in run["detail"]["devices"]} == dict.fromkeys(

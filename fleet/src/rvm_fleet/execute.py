@@ -98,7 +98,7 @@ def run_playbook(
     record.status = runner.status
     record.exit_code = exit_code(runner.status, progress, runner.rc)
     record.failed_hosts = progress.failed_hosts
-    record.detail = {"rc": runner.rc, **progress.as_dict()}
+    record.detail = {**record.detail, "rc": runner.rc, **progress.as_dict()}
     runs.save(artifacts, record)
     display.stop(progress, record)
     return record
