@@ -75,7 +75,12 @@ def load(artifacts: Path, ident: str) -> RunRecord | None:
         return None
     data = json.loads(path.read_text())
     data.pop("duration_s", None)
-    return RunRecord(**data)
+    record = RunRecord(**data)
+    runner_status = artifacts / ident / "status"
+    if record.status == "running" and runner_status.is_file():
+        # rvm-fleet died (kill -9) after runner finished or while it ran: say what runner recorded
+        record.status = f"{runner_status.read_text().strip()}?"
+    return record
 
 
 def all_runs(artifacts: Path) -> list[RunRecord]:
