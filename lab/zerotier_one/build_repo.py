@@ -114,8 +114,9 @@ def ensure_key(gnupg: Path) -> tuple[dict[str, str], str]:
     return env, fingerprint
 
 
-def write_release(repo: Path) -> Path:
-    dist = repo / "dists" / SUITE
+def write_release(repo: Path, suite: str = SUITE, label: str = "zerotier-one lab stand-in") -> Path:
+    """Packages and an unsigned Release for ``repo``'s pool (lab/jetson/build_repo.py reuses it)."""
+    dist = repo / "dists" / suite
     packages = run("dpkg-scanpackages", "--multiversion", "pool", "/dev/null", cwd=repo)
     files = []
     for arch in ARCHES:
@@ -126,9 +127,9 @@ def write_release(repo: Path) -> Path:
         files += [folder / "Packages", folder / "Packages.gz"]
     lines = [
         "Origin: rvm-fleet lab",
-        "Label: zerotier-one lab stand-in",
-        f"Suite: {SUITE}",
-        f"Codename: {SUITE}",
+        f"Label: {label}",
+        f"Suite: {suite}",
+        f"Codename: {suite}",
         f"Date: {datetime.now(timezone.utc).strftime('%a, %d %b %Y %H:%M:%S UTC')}",
         f"Architectures: {' '.join(ARCHES)}",
         "Components: main",
@@ -140,6 +141,21 @@ def write_release(repo: Path) -> Path:
     release = dist / "Release"
     release.write_text("\n".join(lines) + "\n")
     return release
+
+
+def sign_release(release: Path, env: dict[str, str]) -> None:
+    """InRelease (clearsigned) and Release.gpg (detached) beside ``release``, as apt expects."""
+    inrelease, detached = str(release.with_name("InRelease")), str(release.with_name("Release.gpg"))
+    run("gpg", "--batch", "--yes", "--clearsign", "-o", inrelease, str(release), env=env)
+    run("gpg", "--batch", "--yes", "-abs", "-o", detached, str(release), env=env)
+
+
+def export_key(stem: Path, fingerprint: str, env: dict[str, str]) -> Path:
+    """The public key as ``<stem>.gpg`` (binary keyring) and ``<stem>.asc`` (armored); returns the .gpg."""
+    key = stem.with_suffix(".gpg")
+    run("gpg", "--batch", "--yes", "--export", "-o", str(key), fingerprint, env=env)
+    stem.with_suffix(".asc").write_text(run("gpg", "--batch", "--armor", "--export", fingerprint, env=env))
+    return key
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -156,22 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     deb = build_deb(args.central_url, repo / "pool" / "main" / "z" / PACKAGE)
     release = write_release(repo)
     env, fingerprint = ensure_key(gnupg)
-    run(
-        "gpg",
-        "--batch",
-        "--yes",
-        "--clearsign",
-        "-o",
-        str(release.with_name("InRelease")),
-        str(release),
-        env=env,
-    )
-    run("gpg", "--batch", "--yes", "-abs", "-o", str(release.with_name("Release.gpg")), str(release), env=env)
-    key = repo / "zerotier-lab-archive-keyring.gpg"
-    run("gpg", "--batch", "--yes", "--export", "-o", str(key), fingerprint, env=env)
-    (repo / "zerotier-lab-archive-keyring.asc").write_text(
-        run("gpg", "--batch", "--armor", "--export", fingerprint, env=env)
-    )
+    sign_release(release, env)
+    key = export_key(repo / "zerotier-lab-archive-keyring", fingerprint, env)
     print(
         json.dumps(
             {"repo": str(repo), "suite": SUITE, "deb": str(deb), "key": str(key), "fingerprint": fingerprint}
