@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -106,7 +107,29 @@ PROMETHEUS_URL = (
 )
 
 
+DISCOVERY_TTL_S = 3600
+
+
 def discover_prometheus(project: Project) -> str | None:
+    """The inventory's Prometheus URL, remembered for an hour per inventory.
+
+    Asking ansible costs ~1.2 s (the host's vars, vault included), more than the whole status
+    budget leaves; --prometheus or RVM_FLEET_PROMETHEUS_URL skip it.
+    """
+    cache = project.cache / "prometheus-url.json"
+    try:
+        known = json.loads(cache.read_text())
+        if known["inventory"] == str(project.inventory) and time.time() - known["at"] < DISCOVERY_TTL_S:
+            return known["url"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    url = _ask_inventory(project)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps({"inventory": str(project.inventory), "url": url, "at": time.time()}))
+    return url
+
+
+def _ask_inventory(project: Project) -> str | None:
     """The URL of the inventory's first monitoring server (group monitoring_servers), if any."""
     proc = ansible(
         project,
