@@ -63,7 +63,8 @@ lint: $(VENV)/.installed ## yamllint, ansible-lint (production profile), ruff on
 	ruff check .
 	ruff format --check .
 
-unit: deps ## pytest: tests/ (modules in library/, role specs, lab tooling) and agents/ (device agents, their zipapp builder)
+unit: deps ## pytest: tests/ (modules in library/, role specs, lab tooling, engines built in the runtime venv), agents/, fleet/tests
+	$(MAKE) -C app venv NOTES=$(TEST_NOTES)
 	pytest -q --ignore tests/fleet tests agents fleet/tests
 
 SIM_VENV := lab/platform_sim/.venv
