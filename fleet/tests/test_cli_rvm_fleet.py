@@ -331,6 +331,24 @@ def test_status_from_prometheus(tmp_path: Path, prom: PrometheusClient) -> None:
     )
     assert 110 < a["backup_age_s"] < 300
     assert (b["ready"], b["backup_age_s"]) == (False, None)
+    # found from the inventory (monitoring_servers: rvm_mgmt_address + port), with profile_tasks
+    # printing around ansible's JSON as in the project's ansible.cfg
+    port = prom.base_url.rsplit(":", 1)[1]
+    with (project / "hosts.ini").open("a") as inv:
+        inv.write(
+            f"[monitoring_servers]\nmon rvm_mgmt_address=127.0.0.1 monitoring_server_prometheus_port={port}\n"
+        )
+    with (project / "ansible.cfg").open("a") as cfg:
+        cfg.write("callbacks_enabled = ansible.posix.profile_tasks\n")
+    env = {k: v for k, v in os.environ.items() if k != "RVM_FLEET_PROMETHEUS_URL"}
+    found = subprocess.run(
+        [*RVM_FLEET, "status", "-l", "rvm_devices", "--json"],
+        env={**env, "RVM_FLEET_PROJECT": str(project)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert {r["source"] for r in json.loads(found.stdout)} == {"prometheus"}, found.stderr
     table = cli(project, "status", "--prometheus", prom.base_url).stdout.splitlines()
     assert table[0].split()[:4] == ["DEVICE", "REACHABLE", "VERSION", "READY"]
     assert table[1].split()[:4] == ["dev-a", "yes", "0.1.0", "yes"]

@@ -137,8 +137,10 @@ def _ask_inventory(project: Project) -> str | None:
         *("-m", "ansible.builtin.debug", "-a", f"msg={PROMETHEUS_URL}"),
         env={"ANSIBLE_LOAD_CALLBACK_PLUGINS": "1", "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json"},
     )
+    start = proc.stdout.find("\n{")  # other enabled callbacks (profile_tasks) print around it
     try:
-        hosts = json.loads(proc.stdout)["plays"][0]["tasks"][0]["hosts"]
+        doc, _ = json.JSONDecoder().raw_decode(proc.stdout, start + 1 if start >= 0 else 0)
+        hosts = doc["plays"][0]["tasks"][0]["hosts"]
     except (ValueError, KeyError, IndexError):
         return None
     urls = sorted((h, r.get("msg")) for h, r in hosts.items() if isinstance(r.get("msg"), str))
