@@ -218,6 +218,11 @@ def alerts_in(recorder: Any, since: float, channel: str, **match: str) -> list[d
     return out
 
 
+def webhook_alerts(recorder: Any, since: float, status: str, **match: str) -> list[dict]:
+    """The webhook's alerts since `since` in one state (firing or resolved) matching the labels."""
+    return [a for a in alerts_in(recorder, since, "webhook", **match) if a["status"] == status]
+
+
 def test_service_down_reaches_every_channel_escalates_and_resolves_and_device_down_inhibits(
     stack: dict[str, Any],
 ) -> None:
@@ -229,11 +234,7 @@ def test_service_down_reaches_every_channel_escalates_and_resolves_and_device_do
 
     firing = wait_for(
         "RvmEdgeDown for dev-1 on the webhook",
-        lambda: [
-            a
-            for a in alerts_in(rec, t0, "webhook", alertname="RvmEdgeDown", device="dev-1")
-            if a["status"] == "firing"
-        ],
+        lambda: webhook_alerts(rec, t0, "firing", alertname="RvmEdgeDown", device="dev-1"),
         60,
     )
     assert firing[0]["hook"] == "chat"
@@ -243,11 +244,7 @@ def test_service_down_reaches_every_channel_escalates_and_resolves_and_device_do
 
     wait_for(
         "DeviceDown for dev-2",
-        lambda: [
-            a
-            for a in alerts_in(rec, t0, "webhook", alertname="DeviceDown", device="dev-2")
-            if a["status"] == "firing"
-        ],
+        lambda: webhook_alerts(rec, t0, "firing", alertname="DeviceDown", device="dev-2"),
         60,
     )
 
@@ -266,18 +263,14 @@ def test_service_down_reaches_every_channel_escalates_and_resolves_and_device_do
 
     esc = wait_for(
         "escalation of dev-1's RvmEdgeDown",
-        lambda: [
-            a
-            for a in alerts_in(
-                rec,
-                t0,
-                "webhook",
-                alertname="CriticalAlertUnresolved",
-                device="dev-1",
-                escalated_alertname="RvmEdgeDown",
-            )
-            if a["status"] == "firing"
-        ],
+        lambda: webhook_alerts(
+            rec,
+            t0,
+            "firing",
+            alertname="CriticalAlertUnresolved",
+            device="dev-1",
+            escalated_alertname="RvmEdgeDown",
+        ),
         90,
     )
     assert esc[0]["hook"] == "escalation"
@@ -307,19 +300,11 @@ def test_service_down_reaches_every_channel_escalates_and_resolves_and_device_do
         s.up.set()
     wait_for(
         "RvmEdgeDown of dev-1 resolved",
-        lambda: [
-            a
-            for a in alerts_in(rec, t1, "webhook", alertname="RvmEdgeDown", device="dev-1")
-            if a["status"] == "resolved"
-        ],
+        lambda: webhook_alerts(rec, t1, "resolved", alertname="RvmEdgeDown", device="dev-1"),
         60,
     )
     wait_for(
         "DeviceDown of dev-2 resolved",
-        lambda: [
-            a
-            for a in alerts_in(rec, t1, "webhook", alertname="DeviceDown", device="dev-2")
-            if a["status"] == "resolved"
-        ],
+        lambda: webhook_alerts(rec, t1, "resolved", alertname="DeviceDown", device="dev-2"),
         60,
     )
