@@ -233,7 +233,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def _bench_at_rate(args: argparse.Namespace) -> int:
     """``bench --rate``: the service's pipeline at a camera's rate (see rate_bench)."""
-    from rvm_edge import rate_bench
+    from rvm_edge import bench, rate_bench
     from rvm_edge.decision import DecisionConfig
 
     try:
@@ -257,7 +257,7 @@ def _bench_at_rate(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     if args.json:
-        rate_bench.write_json(report, args.json)
+        bench.write_json(report, args.json)
     if args.plot:
         rate_bench.plot(report, series, args.plot)
     return 0

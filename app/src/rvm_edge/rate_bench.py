@@ -19,7 +19,6 @@ averaged away.
 
 from __future__ import annotations
 
-import json
 import tempfile
 import threading
 import time
@@ -269,8 +268,3 @@ def plot(report: dict[str, Any], series: list[dict[str, float]], out: Path) -> N
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100)
     plt.close(fig)
-
-
-def write_json(report: dict[str, Any], out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
