@@ -43,11 +43,13 @@ class Batch:
     failed: list[str] = field(default_factory=list)
 
     def to_json(self, index: int) -> dict[str, Any]:
+        # Sorted: hosts in a batch run in parallel, so the order their results arrive in is chance,
+        # and a report people compare between runs must not change with it.
         return {
             "batch": index,
             "play": self.play,
-            "hosts": self.hosts,
-            "failed": self.failed,
+            "hosts": sorted(self.hosts),
+            "failed": sorted(self.failed),
             "seconds": round((self.ended or time.time()) - self.started, 1),
         }
 
