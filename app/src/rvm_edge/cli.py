@@ -23,6 +23,10 @@ from rvm_edge import __version__
 EXIT_USAGE = 2
 
 
+# rvm-edge's configuration on a device (rvm_edge.service.config.DEFAULT_CONFIG_PATH, without importing pydantic)
+DEVICE_CONFIG = Path("/etc/rvm-edge/config.yml")
+
+
 class UserError(Exception):
     """Something the user can fix; printed without a traceback."""
 
@@ -263,10 +267,29 @@ def _bench_at_rate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_models_verify(args: argparse.Namespace) -> int:
-    from rvm_edge.manifest import verify
+def _service_models(config_path: Path) -> tuple[list[Path], dict[str, Path], str]:
+    """The manifests, engines and backend a service configuration names."""
+    from rvm_edge.service.config import ConfigError, load_config
 
-    if args.manifests:
+    try:
+        models = load_config(config_path).models
+    except ConfigError as exc:
+        raise UserError(str(exc)) from None
+    sam2 = models.sam2_manifest()
+    manifests = [models.manifest, *([sam2] if models.segmentation.enabled and sam2.is_file() else [])]
+    return manifests, dict(models.engines), models.backend
+
+
+def cmd_models_verify(args: argparse.Namespace) -> int:
+    from rvm_edge.engines import EngineMismatch, check_engines_here
+    from rvm_edge.manifest import load_manifest, verify
+
+    engines: dict[str, Path] = {}
+    backend = ""
+    config = args.config or (None if args.manifests or not DEVICE_CONFIG.is_file() else DEVICE_CONFIG)
+    if config is not None:  # a device: what its service runs, engines included
+        paths, engines, backend = _service_models(config)
+    elif args.manifests:
         paths = args.manifests
     else:  # the detector's manifest, and SAM2's beside it when there is one
         sam2 = default_sam2_manifest(default_manifest())
@@ -280,6 +303,14 @@ def cmd_models_verify(args: argparse.Namespace) -> int:
                 print(f"FAIL {p}", file=sys.stderr)
         else:
             print(f"ok   {path}")
+    if engines and not failed:
+        try:
+            records = check_engines_here(engines, [load_manifest(p) for p in paths], backend)
+        except EngineMismatch as exc:
+            print(f"FAIL {exc}", file=sys.stderr)
+            return 1
+        for name, r in records.items():
+            print(f"ok   {r.path} ({name}: {r.backend} {r.backend_version} {r.precision} on {r.device})")
     return 1 if failed else 0
 
 
@@ -348,7 +379,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="model files: verify against their manifest")
     models_sub = p.add_subparsers(dest="models_command", required=True)
     v = models_sub.add_parser("verify", help="check model files against their manifest")
-    v.add_argument("manifests", nargs="*", type=Path, help="manifest.json files (default: the lab manifest)")
+    v.add_argument(
+        "manifests",
+        nargs="*",
+        type=Path,
+        help=f"manifest.json files (default: {DEVICE_CONFIG}'s, else the lab's)",
+    )
+    v.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="check the models and engines this service configuration names",
+    )
     v.set_defaults(func=cmd_models_verify)
     # prefix_chars="+": whatever options follow are swallowed, so the pointer is what the user sees
     e = models_sub.add_parser(

@@ -78,6 +78,11 @@ class ModelsConfig(_Section):
     manifest: Path
     backend: Literal["onnxruntime", "openvino", "tensorrt", "ultralytics"] = "onnxruntime"
     engine: Path | None = None
+    engines: dict[str, Path] = Field(
+        default_factory=dict,
+        description="model name -> engine file built on this device (Ansible's model_engines role); each is "
+        "checked against its key.json and the manifest at start, a mismatch stops the service",
+    )
     precision: Literal["f32", "bf16", "f16"] = "f32"
     threads: int = Field(default=0, ge=0, description="inference threads per model; 0 = one per core")
     allow_spinning: bool = Field(

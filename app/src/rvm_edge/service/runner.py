@@ -170,8 +170,20 @@ class Service:
             manifest = load_manifest(m.manifest)
             entry = manifest.by_role("detector")
             self.model_info = ModelInfo(entry.name, entry.version, entry.sha256, m.backend)
+            engine = m.engine
+            # engines built on this device: refused (EngineMismatch) unless they are these models'
+            if m.engines:
+                from rvm_edge.engines import check_engines_here
+
+                sam2 = m.sam2_manifest()
+                sam2_used = m.segmentation.enabled and sam2.is_file()
+                check_engines_here(
+                    m.engines, [manifest, *([load_manifest(sam2)] if sam2_used else [])], m.backend
+                )
+                if m.backend == "tensorrt" and engine is None:
+                    engine = m.engines.get(entry.name)
             detector = load_detector(
-                m.manifest, m.backend, None, DetectorConfig(m.conf, m.iou), engine_path=m.engine, **options
+                m.manifest, m.backend, None, DetectorConfig(m.conf, m.iou), engine_path=engine, **options
             )
             segmenter = None
             if m.segmentation.enabled:
