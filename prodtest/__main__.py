@@ -1,0 +1,117 @@
+"""``python -m prodtest`` (``make prodtest``): run the stages in order, write the report.
+
+Stages run one after another; a stage that fails is recorded as failed (with why) and the next
+runs. Ctrl-C stops at once: faults are cleared (``finally``), the devices' readiness is checked,
+and a report of what was measured is still written. The previous run's results.json is kept as
+previous.json, and the report compares against it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from prodtest.dbstage import run_db_year
+from prodtest.faults import clear_all, run_platform_faults
+from prodtest.figures import Results
+from prodtest.lab import ROOT, Lab, LabError, wait_until
+from prodtest.load import run_api_load, run_device_load
+from prodtest.profile import current
+from prodtest.progress import STOP, say
+from prodtest.report import write_report
+
+OUT = Path(os.environ.get("PRODTEST_OUT", ROOT / "out" / "prodtest"))
+STAGES = ("load", "api", "db", "faults")
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def main() -> int:
+    prof = current()
+    wanted = [s for s in os.environ.get("PRODTEST_STAGES", ",".join(STAGES)).split(",") if s]
+    unknown = set(wanted) - set(STAGES)
+    if unknown:
+        raise SystemExit(f"PRODTEST_STAGES: unknown {sorted(unknown)}; expected some of {','.join(STAGES)}")
+    OUT.mkdir(parents=True, exist_ok=True)
+    previous = None
+    if (OUT / "results.json").exists():
+        shutil.copyfile(OUT / "results.json", OUT / "previous.json")
+    if (OUT / "previous.json").exists():
+        previous = json.loads((OUT / "previous.json").read_text())
+    results = Results(profile=prof.name, started=_now())
+    say(f"prodtest: profile {prof.name}, stages {','.join(wanted)}, report in {OUT}")
+    lab: Lab | None = None
+    rate = 0.0
+    interrupted = False
+    try:
+        lab = Lab()
+        wait_until(
+            "every device ready (/readyz 200)", lambda: all(lab.healthy().values()) or None, 180, 3, STOP
+        )
+        say(f"prodtest: lab ready: {', '.join(lab.devices)}")
+        steps: dict[str, Callable[[], object]] = {
+            "load": lambda: run_device_load(lab, prof, results),
+            "api": lambda: run_api_load(lab, prof, results),
+            "db": lambda: run_db_year(prof, results),
+            "faults": lambda: run_platform_faults(lab, prof, results, rate),
+        }
+        for name in wanted:
+            t0 = time.monotonic()
+            try:
+                value = steps[name]()
+                if name == "load" and isinstance(value, float):
+                    rate = value
+                results.stages[name] = f"done in {time.monotonic() - t0:.0f} s"
+            except LabError as exc:
+                results.stages[name] = f"failed: {exc}"
+                say(f"prodtest: stage {name} failed: {exc}")
+    except KeyboardInterrupt:
+        interrupted = True
+        STOP.set()
+        say("prodtest: interrupted (Ctrl-C): clearing faults and checking the lab")
+    except LabError as exc:
+        say(f"prodtest: {exc}")
+        results.stages["lab"] = f"failed: {exc}"
+    finally:
+        if lab is not None:
+            _leave_healthy(lab, results)
+    for name in wanted:
+        results.stages.setdefault(name, "interrupted" if interrupted else "not run")
+    results.finished = None if interrupted else _now()
+    report = write_report(results, OUT, previous)
+    counts = {v: sum(1 for f in results.figures if f.verdict == v) for v in ("pass", "miss", "not measured")}
+    say(
+        f"prodtest: report {report}: {counts['pass']} pass, {counts['miss']} miss, {counts['not measured']} not measured"
+    )
+    return 130 if interrupted else 0
+
+
+def _leave_healthy(lab: Lab, results: Results) -> None:
+    """Clear every platform fault and wait (bounded) for every device to be ready again."""
+    try:
+        clear_all(lab)
+        pause = threading.Event()
+        stop_after = time.monotonic() + 120
+        for _ in range(60):
+            health = lab.healthy()
+            if all(health.values()) or time.monotonic() > stop_after:
+                break
+            pause.wait(2)  # poll interval of a bounded readiness poll (STOP may already be set)
+        results.stages["lab left healthy"] = "yes" if all(health.values()) else f"NO: {health}"
+        say(f"prodtest: faults cleared; devices ready: {health}")
+    except (LabError, OSError) as exc:
+        results.stages["lab left healthy"] = f"could not check: {exc}"
+        say(f"prodtest: could not clear faults / check the lab: {exc}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
