@@ -86,6 +86,10 @@ toolchain-test: ## the model toolchain (torch venv): export, INT8, SAM2 lab expo
 fleet-test: deps release ## the lab fleet end to end: up, converge (rvm-edge on every device), again (changed=0), check mode, down
 	pytest -q -s tests/fleet
 
+.PHONY: prodtest
+prodtest: $(VENV)/.installed ## production tests against the converged lab (load, platform faults): out/prodtest/report.md; PRODTEST_PROFILE=quick|full (not part of make test)
+	flock /tmp/rvm-lab.lock $(VENV)/bin/python -m prodtest
+
 molecule: deps ## molecule test for every scenario (roles/*/molecule/* and molecule/*)
 	@lab/run-molecule.sh
 
