@@ -11,12 +11,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import sys
 import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+
+import requests
 
 from prodtest.dbstage import run_db_year
 from prodtest.faults import clear_all, run_platform_faults
@@ -29,14 +32,22 @@ from prodtest.report import write_report
 
 OUT = Path(os.environ.get("PRODTEST_OUT", ROOT / "out" / "prodtest"))
 STAGES = ("load", "api", "db", "faults")
+LOCAL_STAGES = {"db"}  # stages that need no lab
 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    """Ctrl-C: tell worker threads (STOP) before the main thread unwinds through the finally blocks."""
+    STOP.set()
+    raise KeyboardInterrupt
+
+
 def main() -> int:
     prof = current()
+    signal.signal(signal.SIGINT, _interrupt)
     wanted = [s for s in os.environ.get("PRODTEST_STAGES", ",".join(STAGES)).split(",") if s]
     unknown = set(wanted) - set(STAGES)
     if unknown:
@@ -53,11 +64,12 @@ def main() -> int:
     rate = 0.0
     interrupted = False
     try:
-        lab = Lab()
-        wait_until(
-            "every device ready (/readyz 200)", lambda: all(lab.healthy().values()) or None, 180, 3, STOP
-        )
-        say(f"prodtest: lab ready: {', '.join(lab.devices)}")
+        if set(wanted) - LOCAL_STAGES:
+            lab = Lab()
+            wait_until(
+                "every device ready (/readyz 200)", lambda: all(lab.healthy().values()) or None, 180, 3, STOP
+            )
+            say(f"prodtest: lab ready: {', '.join(lab.devices)}")
         steps: dict[str, Callable[[], object]] = {
             "load": lambda: run_device_load(lab, prof, results),
             "api": lambda: run_api_load(lab, prof, results),
@@ -71,7 +83,7 @@ def main() -> int:
                 if name == "load" and isinstance(value, float):
                     rate = value
                 results.stages[name] = f"done in {time.monotonic() - t0:.0f} s"
-            except LabError as exc:
+            except (LabError, requests.RequestException) as exc:
                 results.stages[name] = f"failed: {exc}"
                 say(f"prodtest: stage {name} failed: {exc}")
     except KeyboardInterrupt:
