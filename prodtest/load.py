@@ -282,7 +282,7 @@ def offer_deposits(
     """Every machine deposits ``per_machine`` items concurrently (one thread each), optionally paced
     to ``rate_per_s`` in all. Returns (latencies in ms of the 201s, their deposit_ids, failures)."""
     image = sample_image()
-    url = f"{lab.sim_url}/api/v1/deposit"
+    url = f"{lab.sim_url}/api/v1/edge/deposit"
     end = time.monotonic() + deadline_s
     interval = len(machines) / rate_per_s if rate_per_s else 0.0
 
