@@ -22,6 +22,7 @@ from pathlib import Path
 import requests
 
 from prodtest.dbstage import run_db_year
+from prodtest.devfaults import run_device_faults
 from prodtest.faults import clear_all, run_platform_faults
 from prodtest.figures import Results
 from prodtest.lab import ROOT, Lab, LabError, wait_until
@@ -31,7 +32,7 @@ from prodtest.progress import STOP, say
 from prodtest.report import write_report
 
 OUT = Path(os.environ.get("PRODTEST_OUT", ROOT / "out" / "prodtest"))
-STAGES = ("load", "api", "db", "faults")
+STAGES = ("load", "api", "db", "faults", "devfaults")
 LOCAL_STAGES = {"db"}  # stages that need no lab
 
 
@@ -75,6 +76,7 @@ def main() -> int:
             "api": lambda: run_api_load(lab, prof, results),
             "db": lambda: run_db_year(prof, results),
             "faults": lambda: run_platform_faults(lab, prof, results, rate),
+            "devfaults": lambda: run_device_faults(lab, prof, results),
         }
         for name in wanted:
             t0 = time.monotonic()

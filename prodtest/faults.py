@@ -16,7 +16,7 @@ from typing import Any
 import requests
 
 from prodtest.figures import Figure, Plot, Results, duplicates_and_missing, percentile
-from prodtest.lab import Lab, LabError
+from prodtest.lab import Lab, LabError, wait_until
 from prodtest.load import API_TARGET_MS, _sim_machines, consistency, offer_deposits
 from prodtest.profile import Profile
 from prodtest.progress import STOP, say
@@ -200,76 +200,9 @@ def run_platform_faults(lab: Lab, prof: Profile, results: Results, normal_rate: 
         prof.outage_s,
         lambda: lab.sim("DELETE", "/outage"),
     )
-    # Consistency: what the devices recorded since the stage began, against what the platform stored.
-    ids = lab.machine_ids()
-    lost = dup_total = pending = parked = total = 0
-    per_device = {}
-    for d in lab.devices:
-        recorded = lab.device_deposit_ids(d, since)
-        if d not in ids:
-            raise LabError(f"{d} never handshook with the simulator: no machine record to compare against")
-        got = [
-            x["deposit_id"]
-            for x in lab.sim("GET", f"/deposits?machine_id={ids[d]}")
-            if x["deposit_id"] in recorded
-        ]
-        sent = [k for k, st in recorded.items() if st == "sent"]
-        dup, missing = duplicates_and_missing(sent, got)
-        n_pending = sum(1 for st in recorded.values() if st == "pending")
-        n_parked = sum(1 for st in recorded.values() if st == "parked")
-        per_device[d] = {
-            "recorded": len(recorded),
-            "sent": len(sent),
-            "pending": n_pending,
-            "parked": n_parked,
-            "duplicates": dup,
-            "lost": missing,
-        }
-        lost, dup_total = lost + missing, dup_total + dup
-        pending, parked, total = pending + n_pending, parked + n_parked, total + len(recorded)
+    per_device = device_consistency(lab, lab.devices, since, prof)
     raw["consistency"] = per_device
-    say(
-        f"faults: {total} deposits recorded by the devices: {lost} lost, {dup_total} duplicated, {parked} parked, {pending} still pending"
-    )
-    results.add(
-        Figure(
-            "faults.recorded",
-            "deposits recorded by the devices during the faults",
-            float(total),
-            "count",
-            stage=STAGE,
-        ),
-        Figure(
-            "faults.lost", "sent but not stored by the platform", float(lost), "count", 0, "==", stage=STAGE
-        ),
-        Figure(
-            "faults.duplicated",
-            "stored more than once (by deposit_id)",
-            float(dup_total),
-            "count",
-            0,
-            "==",
-            stage=STAGE,
-        ),
-        Figure(
-            "faults.parked",
-            "refused by the platform (parked on the device)",
-            float(parked),
-            "count",
-            0,
-            "==",
-            stage=STAGE,
-        ),
-        Figure(
-            "faults.consistency_pct",
-            "data consistency",
-            (1 - (lost + dup_total + parked) / total) * 100 if total else None,
-            "%",
-            100.0,
-            ">=",
-            stage=STAGE,
-        ),
-    )
+    results.add(*consistency_figures(per_device, STAGE, "faults"))
     results.plots["faults-outbox"] = Plot(
         "Device outbox depth through the platform faults",
         "time (s)",
@@ -278,3 +211,97 @@ def run_platform_faults(lab: Lab, prof: Profile, results: Results, normal_rate: 
         "drained (steady state)",
         lines=watch.depth,
     )
+
+
+def device_consistency(
+    lab: Lab, devices: list[str], since: float, prof: Profile
+) -> dict[str, dict[str, int]]:
+    """What each device recorded since ``since`` against what the platform stored, by deposit_id,
+    once its outbox has drained (bounded wait; what is still pending is counted, not judged)."""
+    wait_until(
+        "the outboxes to drain before the consistency check",
+        lambda: all(lab.scrape(d).value("rvm_edge_outbox_depth") <= 2 for d in devices) or None,
+        prof.drain_timeout_s,
+        POLL_S,
+        STOP,
+    )
+    ids = lab.machine_ids()
+    per_device = {}
+    for d in devices:
+        if d not in ids:
+            raise LabError(f"{d} never handshook with the simulator: no machine record to compare against")
+        recorded = lab.device_deposit_ids(d, since)
+        got = [
+            x["deposit_id"]
+            for x in lab.sim("GET", f"/deposits?machine_id={ids[d]}")
+            if x["deposit_id"] in recorded
+        ]
+        sent = [k for k, st in recorded.items() if st == "sent"]
+        dup, missing = duplicates_and_missing(sent, got)
+        per_device[d] = {
+            "recorded": len(recorded),
+            "sent": len(sent),
+            "pending": sum(1 for st in recorded.values() if st == "pending"),
+            "parked": sum(1 for st in recorded.values() if st == "parked"),
+            "duplicates": dup,
+            "lost": missing,
+        }
+    return per_device
+
+
+def consistency_figures(per_device: dict[str, dict[str, int]], stage: str, prefix: str) -> list[Figure]:
+    tot = {
+        k: sum(v[k] for v in per_device.values())
+        for k in ("recorded", "pending", "parked", "duplicates", "lost")
+    }
+    bad = tot["lost"] + tot["duplicates"] + tot["parked"]
+    say(
+        f"{prefix}: {tot['recorded']} deposits recorded: {tot['lost']} lost, {tot['duplicates']} duplicated, "
+        f"{tot['parked']} parked, {tot['pending']} still pending"
+    )
+    return [
+        Figure(
+            f"{prefix}.recorded",
+            "deposits the devices recorded in the stage",
+            float(tot["recorded"]),
+            "count",
+            stage=stage,
+            note=f"{tot['pending']} still pending at the check",
+        ),
+        Figure(
+            f"{prefix}.lost",
+            "sent but not stored by the platform",
+            float(tot["lost"]),
+            "count",
+            0,
+            "==",
+            stage=stage,
+        ),
+        Figure(
+            f"{prefix}.duplicated",
+            "stored more than once (by deposit_id)",
+            float(tot["duplicates"]),
+            "count",
+            0,
+            "==",
+            stage=stage,
+        ),
+        Figure(
+            f"{prefix}.parked",
+            "refused by the platform (parked on the device)",
+            float(tot["parked"]),
+            "count",
+            0,
+            "==",
+            stage=stage,
+        ),
+        Figure(
+            f"{prefix}.consistency_pct",
+            "data consistency",
+            (1 - bad / tot["recorded"]) * 100 if tot["recorded"] else None,
+            "%",
+            100.0,
+            ">=",
+            stage=stage,
+        ),
+    ]

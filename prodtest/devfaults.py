@@ -1,0 +1,117 @@
+"""Device faults: kill -9 of rvm-edge once, then a burst of kills past systemd's start limit;
+each ends with the device ready again without a person, and the recovery time measured.
+
+The unit's own restart (RestartSec=) handles one kill; the burst leaves the unit failed by the
+start limit, and rvm-edge-recover.service (OnFailure=) must bring it back after its cool-down.
+"Nothing lost" is checked by deposit_id after the recovery (prodtest.faults.device_consistency).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from prodtest.faults import consistency_figures, device_consistency
+from prodtest.figures import Figure, Results
+from prodtest.lab import Lab, LabError, podman_exec, wait_until
+from prodtest.profile import Profile
+from prodtest.progress import STOP, say
+
+STAGE = "Device faults"
+TARGET_S = 30.0  # the seed's automatic recovery; our own budget is 10 s (in the note)
+UNIT = "rvm-edge"
+
+
+def main_pid(lab: Lab, device: str) -> int:
+    return int(podman_exec(device, f"systemctl show -p MainPID --value {UNIT}").strip() or 0)
+
+
+def kill_main(device: str) -> None:
+    podman_exec(device, f"systemctl kill -s KILL --kill-whom=main {UNIT}")
+
+
+def start_limit_burst(device: str) -> int:
+    return int(podman_exec(device, f"systemctl show -p StartLimitBurst --value {UNIT}").strip())
+
+
+def _recovered(lab: Lab, device: str, prof: Profile) -> float:
+    """Seconds from now until /readyz answers 200 again (bounded by the drain timeout)."""
+    t0 = time.monotonic()
+    wait_until(
+        f"{device} ready again",
+        lambda: lab.readyz(device, timeout=2) or None,
+        prof.drain_timeout_s,
+        0.5,
+        STOP,
+    )
+    return time.monotonic() - t0
+
+
+def run_device_faults(lab: Lab, prof: Profile, results: Results) -> None:
+    device = os.environ.get("PRODTEST_FAULT_DEVICE", lab.devices[-1])
+    if device not in lab.devices:
+        raise LabError(f"PRODTEST_FAULT_DEVICE={device!r} is not a lab device ({', '.join(lab.devices)})")
+    since = time.time()
+    raw: dict[str, object] = {"device": device}
+    results.raw[STAGE] = raw
+    try:
+        say(f"device faults: kill -9 of rvm-edge on {device}")
+        pid = main_pid(lab, device)
+        kill_main(device)
+        wait_until(
+            "the kill to take the device down",
+            lambda: not lab.readyz(device, timeout=2) or None,
+            30,
+            0.2,
+            STOP,
+        )
+        single = _recovered(lab, device, prof)
+        raw["single_kill"] = {"pid": pid, "recovered_s": single}
+        say(f"device faults: ready again {single:.1f} s after the kill")
+        burst = start_limit_burst(device) + 1
+        say(f"device faults: {burst} kills in a row on {device} (StartLimitBurst + 1)")
+        pids: list[int] = []
+        for i in range(burst):
+            last = pids[-1] if pids else pid
+            new = wait_until(
+                f"kill {i + 1}: a new main process",
+                lambda last=last: ((p := main_pid(lab, device)) not in (0, last) and p) or None,
+                120,
+                0.2,
+                STOP,
+            )
+            pids.append(new)
+            kill_main(device)
+        state = podman_exec(device, f"systemctl is-failed {UNIT} || true").strip()
+        t_burst = _recovered(lab, device, prof)
+        raw["burst"] = {"kills": burst, "pids": pids, "state_after_burst": state, "recovered_s": t_burst}
+        say(f"device faults: after the burst the unit was {state!r}; ready again after {t_burst:.1f} s")
+        results.add(
+            Figure(
+                "dev.kill.recovered_s",
+                "kill -9: ready again after",
+                single,
+                "s",
+                TARGET_S,
+                stage=STAGE,
+                note="our budget 10 s",
+            ),
+            Figure(
+                "dev.burst.recovered_s",
+                f"{burst} kills past the start limit: ready again after",
+                t_burst,
+                "s",
+                TARGET_S,
+                stage=STAGE,
+                note=f"unit {state} after the burst; recovered by rvm-edge-recover",
+            ),
+        )
+    finally:
+        # never leave the device down: whatever happened, ask systemd for the service again
+        podman_exec(
+            device,
+            f"systemctl is-active -q {UNIT} || (systemctl reset-failed {UNIT}; systemctl start --no-block {UNIT})",
+        )
+    per_device = device_consistency(lab, [device], since, prof)
+    raw["consistency"] = per_device
+    results.add(*consistency_figures(per_device, STAGE, "dev"))
