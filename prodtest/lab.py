@@ -107,15 +107,15 @@ class Metrics:
                 continue
         return cls(at, samples)
 
-    def value(self, name: str, **labels: str) -> float:
+    def value(self, metric: str, /, **labels: str) -> float:
         want = set(labels.items())
-        return sum(v for (n, ls), v in self.samples.items() if n == name and want <= ls)
+        return sum(v for (n, ls), v in self.samples.items() if n == metric and want <= ls)
 
-    def buckets(self, name: str, **labels: str) -> dict[float, float]:
+    def buckets(self, metric: str, /, **labels: str) -> dict[float, float]:
         want = set(labels.items())
         out: dict[float, float] = {}
         for (n, ls), v in self.samples.items():
-            if n == f"{name}_bucket" and want <= ls:
+            if n == f"{metric}_bucket" and want <= ls:
                 le = dict(ls)["le"]
                 out[math.inf if le == "+Inf" else float(le)] = v
         return out
