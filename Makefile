@@ -65,7 +65,7 @@ lint: $(VENV)/.installed ## yamllint, ansible-lint (production profile), ruff on
 
 unit: deps ## pytest: tests/ (modules in library/, role specs, lab tooling, engines built in the runtime venv), agents/, fleet/tests
 	$(MAKE) -C app venv NOTES=$(TEST_NOTES)
-	pytest -q --ignore tests/fleet tests agents fleet/tests
+	pytest -q --ignore tests/fleet tests agents fleet/tests prodtest/tests
 
 SIM_VENV := lab/platform_sim/.venv
 $(SIM_VENV)/.installed: lab/platform_sim/requirements.txt lab/platform_sim/requirements-test.txt lab/platform_sim/pyproject.toml
