@@ -221,3 +221,21 @@ def test_a_damaged_record_is_left_alone_with_exit_2_and_metrics_start_at_zero(de
     assert device["guard"]("metrics").returncode == 0
     metrics = (device["tmp"] / "textfile" / "rvm_edge_commit.prom").read_text()
     assert 'rvm_edge_commit_rollbacks_total{unit="rvm-edge.service"} 0' in metrics
+
+
+def test_go_back_is_the_plays_way_back_too_and_check_mode_changes_nothing(device: dict[str, Any]) -> None:
+    (device["tmp"] / "db-version").write_text('{"supported": 2, "database": 3}\n')
+    checked = device["guard"]("go-back", "--to", "1.0.0", "--from", "2.0.0", "--check")
+    assert checked.returncode == 0 and json.loads(checked.stdout)["changed"], checked.stdout + checked.stderr
+    assert Path(device["root"] / "current").resolve().name == "2.0.0" and "migrate" not in calls(device)
+    done = device["guard"]("go-back", "--to", "1.0.0", "--from", "2.0.0")
+    result = json.loads(done.stdout)
+    assert done.returncode == 0 and result["changed"] and result["before"]["current"] == "2.0.0", done.stdout
+    assert result["current"] == "1.0.0" and "migrated down to 2 by 2.0.0" in result["msg"]
+    assert Path(device["root"] / "current").resolve().name == "1.0.0"
+    assert "restart" not in calls(device), "go-back leaves the restart to the play"
+    again = json.loads(device["guard"]("go-back", "--to", "1.0.0", "--from", "1.0.0").stdout)
+    assert not again["changed"]
+    missing = device["guard"]("go-back", "--to", "9.9.9", "--from", "1.0.0")
+    assert missing.returncode == 1 and "9.9.9" in json.loads(missing.stdout)["msg"]
+    assert "releases/9.9.9" not in calls(device), "the database was touched before the target was checked"
