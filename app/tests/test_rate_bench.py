@@ -7,10 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from onnx_models import tiny_sam2
 from rvm_edge import rate_bench
 from rvm_edge.cli import main
 from rvm_edge.decision import DecisionConfig
 from rvm_edge.detector import load_detector
+from rvm_edge.segment import Sam2Segmenter
+from rvm_edge.service.config import ModelsConfig
 
 
 @pytest.mark.parametrize(
@@ -60,3 +63,36 @@ def test_a_source_slower_than_the_rate_is_reported_not_averaged_away(
     report, _ = rate_bench.run_at_rate(detector, None, frames_dir, decision, 1000.0, 5.0, idle_s=0.5)
     assert report["slower_than_asked"] is True and report["source_late_frames"] > 0
     assert report["achieved_fps"] < 1000.0
+
+
+def test_with_sam2_on_the_report_separates_sam2s_own_cpu_from_the_rest(
+    one_bottle_model: Path, frames_dir: Path, tmp_path: Path
+) -> None:
+    """Issue 17's SAM2 budget is "the encoder's own compute plus <= 5 %": the report says what one
+    item costs SAM2 alone, and the process's CPU beyond that many items."""
+    enc, dec = tiny_sam2(tmp_path)
+    detector = load_detector(one_bottle_model)
+    segmenter = Sam2Segmenter(enc, dec)
+    decision = DecisionConfig().covering(detector.classes)
+    report, _ = rate_bench.run_at_rate(detector, segmenter, frames_dir, decision, 2.0, 5.0, idle_s=0.5)
+    sam2 = report["sam2_cpu"]
+    assert report["sam2"] is True and sam2["items_segmented"] == report["segmented"] > 0
+    assert sam2["cpu_s_per_item_alone"] > 0
+    assert sam2["cpu_pct_beyond_sam2"] == pytest.approx(
+        report["cpu_pct_of_one_core"]["total"] - sam2["cpu_pct_of_those_items_alone"], abs=0.02
+    )
+
+
+def test_bench_at_a_rate_runs_the_detector_on_one_thread_as_the_service_does(
+    one_bottle_model: Path, frames_dir: Path, tmp_path: Path
+) -> None:
+    """One inference thread is the service's default (models.threads: 1); bench --rate measures
+    that unless told otherwise, and the report says which it ran."""
+    out = tmp_path / "rate.json"
+    argv = ["bench", str(frames_dir), "--manifest", str(one_bottle_model), "--no-segment"]
+    assert main([*argv, "--rate", "2", "--duration", "5", "--json", str(out)]) == 0
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert report["backend"]["threads"] == 1 and report["backend"]["allow_spinning"] is False
+    assert report["load_avg_1m"] >= 0
+    service = ModelsConfig(manifest=one_bottle_model)
+    assert (service.threads, service.segmentation.threads) == (1, 0)  # SAM2: one thread per core

@@ -63,7 +63,13 @@ def _detector_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engine", type=Path, default=None, help="device-built engine file (tensorrt backend)")
     p.add_argument("--conf", type=float, default=0.25, help="detector confidence threshold")
     p.add_argument("--iou", type=float, default=0.7, help="NMS IoU threshold")
-    p.add_argument("--threads", type=int, default=0, help="inference threads (0: backend default)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="detector inference threads (0: one per core; default: 1 for bench --rate, as the service, "
+        "else one per core)",
+    )
     p.add_argument("--precision", default="f32", help="OpenVINO inference precision (f32 | bf16 | f16)")
     p.add_argument(
         "--cache-dir",
@@ -77,8 +83,11 @@ def _load_detector(args: argparse.Namespace, batch: int = 1):
     from rvm_edge.detector import DetectorConfig, load_detector
 
     manifest = args.manifest or default_manifest()
+    threads = args.threads
+    if threads is None:  # the service's default (one thread) where the rate is a camera's, else per core
+        threads = 1 if getattr(args, "rate", None) is not None else 0
     options: dict[str, object] = {
-        "threads": args.threads,
+        "threads": threads,
         "batch": batch,
         "allow_spinning": getattr(args, "allow_spinning", False),
     }
@@ -196,7 +205,7 @@ def _maybe_segmenter(args: argparse.Namespace, detector_manifest: Path):
         return None
     from rvm_edge.segment import load_segmenter
 
-    return load_segmenter(path, args.threads, args.sam2_backend, args.sam2_precision, args.cache_dir)
+    return load_segmenter(path, args.sam2_threads, args.sam2_backend, args.sam2_precision, args.cache_dir)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -344,6 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sam2-manifest", type=Path, default=None)
     p.add_argument("--sam2-backend", default="onnxruntime", help="SAM2 encoder: onnxruntime | openvino")
     p.add_argument("--sam2-precision", default="f32", help="SAM2 encoder precision on OpenVINO (f32 | bf16)")
+    p.add_argument("--sam2-threads", type=int, default=0, help="SAM2 inference threads (0: one per core)")
     p.add_argument("--no-segment", action="store_true", help="switch SAM2 off")
     _detector_args(p)
     p.set_defaults(func=cmd_stream)
@@ -359,6 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sam2-manifest", type=Path, default=None)
     p.add_argument("--sam2-backend", default="onnxruntime", help="SAM2 encoder: onnxruntime | openvino")
     p.add_argument("--sam2-precision", default="f32", help="SAM2 encoder precision on OpenVINO (f32 | bf16)")
+    p.add_argument("--sam2-threads", type=int, default=0, help="SAM2 inference threads (0: one per core)")
     p.add_argument("--no-segment", action="store_true", help="skip SAM2")
     p.add_argument("--segment-items", type=int, default=5, help="accepted items to segment")
     p.add_argument("--batch", type=int, default=1, help="frames per model call (models with a dynamic batch)")

@@ -11,7 +11,10 @@ reports:
   thread did the work (inference thread pools count in the process total only);
 - wake-ups per second (voluntary context switches of all the process's threads);
 - RSS; the same latency percentiles as the throughput benchmark;
-- idle: the same process with the models loaded and no frame arriving.
+- idle: the same process with the models loaded and no frame arriving;
+- with SAM2 on, what SAM2 itself costs: the CPU seconds of one item segmented alone (nothing
+  else running in the process), and the process's CPU beyond that many SAM2 items, which is
+  what issue 17's budget ("the encoder's own compute plus <= 5 %") bounds.
 
 A source that cannot keep the asked rate is reported (``slower_than_asked``, late frames), not
 averaged away.
@@ -125,6 +128,27 @@ class _Meter:
         return w
 
 
+def sam2_cpu_alone(segmenter: Sam2Segmenter, frames_dir: Path, runs: int = 2) -> float:
+    """CPU seconds (every thread of the process) one SAM2 item takes with nothing else running.
+
+    The median of ``runs`` items on the folder's first image with a box over its middle half:
+    the encoder's cost does not depend on the box, and the decoder's is small beside it."""
+    import cv2
+
+    source = ImageFolderSource(frames_dir)
+    image = cv2.imread(str(source.files[0]), cv2.IMREAD_COLOR)
+    if image is None:
+        raise RateError(f"{source.files[0]}: unreadable, cannot measure SAM2 on it")
+    h, w = image.shape[:2]
+    box = (w / 4, h / 4, 3 * w / 4, 3 * h / 4)
+    costs = []
+    for _ in range(runs):
+        before = time.process_time()  # user + system of every thread, to the nanosecond
+        segmenter.segment(image, [box])
+        costs.append(time.process_time() - before)
+    return float(np.median(costs))
+
+
 def _pct(values: list[float], q: float) -> float | None:
     return round(float(np.percentile(values, q)), 3) if values else None
 
@@ -192,6 +216,7 @@ def run_at_rate(
         idle_pipe.start()
         idle, _ = _run(idle_pipe, idle_s, meter, None)
         idle_pipe.stop()
+        sam2_alone = sam2_cpu_alone(segmenter, frames_dir) if segmenter is not None else None
         source = ImageFolderSource(frames_dir, loop=True, fps=fps)
         pipe = Pipeline(source, detector, decision, segmenter, sinks, replace(config, warmup_runs=0))
         pipe.start()
@@ -235,6 +260,7 @@ def run_at_rate(
             "wakeups_per_s": round(idle.wakeups_per_s, 1),
         },
         "rss_mb": round(rss, 1),
+        "load_avg_1m": round(psutil.getloadavg()[0], 2),  # the machine's other work, for reading the figures
         "latency_ms": {
             name.removesuffix("_ms"): {"p50": _pct(v, 50), "p95": _pct(v, 95), "p99": _pct(v, 99)}
             for name, v in sorted(timing.items())
@@ -242,6 +268,14 @@ def run_at_rate(
         },
         "commit_ms": {"p50": _pct(commit_ms, 50), "p99": _pct(commit_ms, 99)},
     }
+    if sam2_alone is not None:
+        sam2_pct = 100.0 * sam2_alone * s.segmented / whole.seconds
+        report["sam2_cpu"] = {
+            "cpu_s_per_item_alone": round(sam2_alone, 4),
+            "items_segmented": s.segmented,
+            "cpu_pct_of_those_items_alone": round(sam2_pct, 2),
+            "cpu_pct_beyond_sam2": round(whole.total_pct - sam2_pct, 2),
+        }
     return report, series
 
 

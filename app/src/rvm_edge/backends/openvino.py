@@ -74,11 +74,11 @@ class OpenVinoBackend(Backend):
         self.max_batch = dims[0]
         self.input_shape = (dims[0], dims[1], dims[2], dims[3])
         self.request = self.compiled.create_infer_request()
-        self.precision = precision
+        self.precision, self.threads = precision, threads
 
     def infer(self, tensor: np.ndarray) -> np.ndarray:
         self.request.infer({0: tensor}, share_inputs=True)
         return self.request.get_output_tensor(0).data
 
     def describe(self) -> dict[str, object]:
-        return {**super().describe(), "precision": self.precision}
+        return {**super().describe(), "precision": self.precision, "threads": self.threads or "one per core"}

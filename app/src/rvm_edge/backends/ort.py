@@ -68,7 +68,7 @@ class OrtBackend(Backend):
     ) -> None:
         opts = session_options(threads, allow_spinning)
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.allow_spinning = allow_spinning
+        self.allow_spinning, self.threads = allow_spinning, threads
         try:
             self.session = ort.InferenceSession(
                 str(model_path), opts, providers=pick_providers(ort.get_available_providers(), providers)
@@ -108,4 +108,9 @@ class OrtBackend(Backend):
         return out
 
     def describe(self) -> dict[str, object]:
-        return {**super().describe(), "providers": self.providers, "allow_spinning": self.allow_spinning}
+        return {
+            **super().describe(),
+            "providers": self.providers,
+            "allow_spinning": self.allow_spinning,
+            "threads": self.threads or "one per core",
+        }

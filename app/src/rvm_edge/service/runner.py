@@ -189,7 +189,7 @@ class Service:
             if m.segmentation.enabled:
                 seg = m.segmentation
                 segmenter = load_segmenter(
-                    m.sam2_manifest(), m.threads, seg.backend, seg.precision, cache_dir, m.allow_spinning
+                    m.sam2_manifest(), seg.threads, seg.backend, seg.precision, cache_dir, m.allow_spinning
                 )
         except (ManifestError, BackendError, FileNotFoundError, ValueError) as exc:
             raise StartupError(EXIT_MODELS, f"models: {exc}") from None
@@ -552,17 +552,31 @@ class Service:
         log.info("stopped", extra=counts)
 
     def install_signals(self) -> None:
-        def term(signum: int, _frame: Any) -> None:
-            self.shutdown.set()
-            self._wake.set()
+        """SIGTERM/SIGINT stop, SIGHUP reloads; the events are set by a thread, not the handler.
 
-        def hup(_signum: int, _frame: Any) -> None:
-            self._reload.set()
-            self._wake.set()
+        Why: a Python signal handler runs in the main thread between two of its bytecodes, and the
+        main loop keeps taking ``_wake``'s (and ``_reload``'s) non-reentrant lock (``clear()``,
+        ``wait()``). A handler calling ``_wake.set()`` at such a moment waited for a lock its own
+        thread held: the service never stopped (seen as a SIGTERM ignored under load, until the
+        unit's SIGKILL). So the C-level handler only writes the signal number to a pipe
+        (``signal.set_wakeup_fd``) and the ``rvm-signals`` thread sets the events from there."""
+        read_fd, write_fd = os.pipe()
+        os.set_blocking(write_fd, False)
+        stops = {int(signal.SIGTERM), int(signal.SIGINT)}
 
-        signal.signal(signal.SIGTERM, term)
-        signal.signal(signal.SIGINT, term)
-        signal.signal(signal.SIGHUP, hup)
+        def deliver() -> None:
+            while data := os.read(read_fd, 64):
+                for signum in data:
+                    if signum in stops:
+                        self.shutdown.set()
+                    elif signum == signal.SIGHUP:
+                        self._reload.set()
+                    self._wake.set()
+
+        threading.Thread(target=deliver, name="rvm-signals", daemon=True).start()
+        signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, lambda _signum, _frame: None)  # the wakeup fd carries it
 
 
 def run(config_path: Path) -> int:
