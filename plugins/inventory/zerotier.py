@@ -88,9 +88,12 @@ options:
     env:
       - name: ZEROTIER_TOKEN
   token_file:
-    description: A file holding the token (only its first line is read), for example
-      C(/var/lib/zerotier-one/authtoken.secret) for a controller.
-    type: path
+    description:
+      - A file holding the token (only its first line is read), for example
+        C(/var/lib/zerotier-one/authtoken.secret) for a controller.
+      - A relative path is relative to the directory of this configuration file, so an inventory
+        directory works from any current directory.
+    type: str  # resolved against this file's directory, not the current one
     env:
       - name: ZEROTIER_TOKEN_FILE
   ansible_host_prefixes:
@@ -228,6 +231,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
     def parse(self, inventory: Any, loader: Any, path: str, cache: bool = True) -> None:
         super().parse(inventory, loader, path, cache)
         self._read_config_data(path)
+        self._config_dir = str(Path(path).resolve().parent)
         cache_key = self.get_cache_key(path)
         use_cache = self.get_option("cache") and cache
         update_cache = self.get_option("cache") and not cache
@@ -248,7 +252,9 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         if token:
             return str(token).strip()
         token_file = self.get_option("token_file")
-        return api.read_token_file(token_file) if token_file else ""
+        if not token_file:
+            return ""
+        return api.read_token_file(str(Path(self._config_dir, Path(token_file).expanduser())))
 
     def _fetch(self, path: str) -> list[dict[str, Any]]:
         """Every member of every network, checked, as plain dicts (what the cache holds)."""

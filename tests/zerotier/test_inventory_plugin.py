@@ -194,6 +194,23 @@ def test_token_from_vault_string_and_from_file(tmp_path: Path, double: Double) -
     assert "rvm-lab-01" in listing(inventory(tmp_path, by_file, token=None))["_meta"]["hostvars"]
 
 
+def test_a_relative_token_file_is_read_beside_the_config_not_in_the_current_directory(
+    tmp_path: Path, double: Double
+) -> None:
+    """inventories/lab-zerotier names ../../.lab/zerotier-central-token: it must work from any cwd."""
+    inv = tmp_path / "inventories" / "fleet"
+    inv.mkdir(parents=True)
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "token").write_text(TOKEN + "\n")
+    source = write_config(tmp_path, double, token_file="../../secrets/token")
+    source = source.rename(inv / source.name)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = inventory(elsewhere, source, token=None)
+    assert "rvm-lab-01" in listing(result)["_meta"]["hostvars"]
+    assert TOKEN not in result.stdout + result.stderr
+
+
 def test_self_hosted_controller(tmp_path: Path, double: Double) -> None:
     token_file = tmp_path / "authtoken.secret"
     token_file.write_text(CONTROLLER_TOKEN)
