@@ -239,3 +239,36 @@ def test_go_back_is_the_plays_way_back_too_and_check_mode_changes_nothing(device
     missing = device["guard"]("go-back", "--to", "9.9.9", "--from", "1.0.0")
     assert missing.returncode == 1 and "9.9.9" in json.loads(missing.stdout)["msg"]
     assert "releases/9.9.9" not in calls(device), "the database was touched before the target was checked"
+
+
+def test_the_self_healing_unit_steps_aside_while_a_commit_is_pending(tmp_path: Path) -> None:
+    """rvm-edge-recover (OnFailure=) must not restart a failed release the guard is about to roll back."""
+    import jinja2
+
+    template = REPO / "roles" / "rvm_edge" / "templates" / "rvm-edge-recover.sh.j2"
+    script = tmp_path / "rvm-edge-recover"
+    script.write_text(
+        jinja2.Template(template.read_text()).render(
+            ansible_managed="test",
+            _rvm_edge_service="rvm-edge",
+            _rvm_edge_recovery_state_dir=str(tmp_path / "state"),
+            rvm_edge_textfile_dir=str(tmp_path),
+            rvm_edge_recovery_delay_s=2,
+            rvm_edge_recovery_max_delay_s=20,
+            rvm_edge_recovery_reset_after_s=3600,
+            rvm_edge_lock_path=str(tmp_path / "update.lock"),
+            rvm_edge_commit_state_dir=str(tmp_path / "commit"),
+        )
+    )
+    script.chmod(0o755)
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "systemctl").write_text(f'#!/bin/sh\necho "$*" >> {tmp_path}/calls\necho failed\n')
+    (tmp_path / "bin" / "systemctl").chmod(0o755)
+    (tmp_path / "commit").mkdir()
+    (tmp_path / "commit" / "pending.json").write_text("{}")
+    env = {"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin", "STATE_DIRECTORY": str(tmp_path / "state")}
+    done = subprocess.run([str(script)], env=env, capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 0 and "rvm-edge-commit-guard rolls it back" in done.stdout, (
+        done.stdout + done.stderr
+    )
+    assert "start" not in (tmp_path / "calls").read_text()
