@@ -6,7 +6,9 @@ Why a tool of its own: the lab must be reproducible on a bare Debian machine wit
 tidy (``down`` removes exactly what ``up`` made). The inventory ``inventories/lab`` is the single
 source of truth for which containers exist, so Ansible and the lab can never disagree.
 
-Commands: ``image``, ``up``, ``down``, ``status``, ``shell HOST``.
+Commands: ``image``, ``up``, ``down``, ``status``, ``shell HOST``, and ``add NAME`` / ``remove NAME``
+for an extra device outside the inventory (a new RVM being enrolled through ZeroTier; ``down``
+removes it too).
 """
 
 from __future__ import annotations
@@ -40,6 +42,14 @@ IMAGE_REPO = "localhost/rvm-lab"
 NETWORK = "rvm-lab"
 LABEL = "io.rvm-fleet.lab"
 RECIPE_LABEL = "io.rvm-fleet.lab.recipe"
+# How containers are made (devices, ports): `up` recreates a container made by an older shape.
+# 2: /dev/net/tun (zerotier-one needs it) and the ZeroTier Central double's port on rvm-platform.
+SHAPE_LABEL = "io.rvm-fleet.lab.shape"
+SHAPE = "2"
+EXTRA_LABEL = "io.rvm-fleet.lab.extra"
+# The lab's ZeroTier Central double (lab/zerotier_central) listens on the platform simulator host;
+# the control node reaches it on loopback only (inventories/lab-zerotier, zerotier_member).
+ZT_CENTRAL_PUBLISH = "127.0.0.1:9994:9994"
 BOOT_TIMEOUT_S = 120.0
 REQUIRED_TOOLS = {
     "podman": "podman",
@@ -203,6 +213,8 @@ def container_state(name: str) -> dict[str, str] | None:
         "recipe": labels.get(RECIPE_LABEL, ""),
         "managed": labels.get(LABEL, ""),
         "net_admin": "yes" if "CAP_NET_ADMIN" in (info.get("EffectiveCaps") or []) else "no",
+        "shape": labels.get(SHAPE_LABEL, ""),
+        "extra": labels.get(EXTRA_LABEL, ""),
     }
 
 
@@ -280,7 +292,7 @@ def ensure_network() -> bool:
     return True
 
 
-def create_container(host: LabHost, ref: str) -> None:
+def create_container(host: LabHost, ref: str, *, extra: bool = False) -> None:
     """Create and start one systemd container.
 
     The lab key is mounted read-only as root's authorized_keys: inventories/lab reaches each host
@@ -292,7 +304,11 @@ def create_container(host: LabHost, ref: str) -> None:
 
     ``NET_ADMIN`` lets the hardening role load its nftables ruleset: it acts on the container's own
     network namespace only (``unmask=/proc/sys`` does not give it, and no other capability is added).
+
+    ``/dev/net/tun``: zerotier-one (roles/zerotier) needs it. The platform simulator host also
+    publishes the ZeroTier Central double's port on the control node's loopback only.
     """
+    publish = ["--publish", ZT_CENTRAL_PUBLISH] if "platform_simulators" in host.groups else []
     run(
         [
             "podman", "run", "--detach",
@@ -301,10 +317,14 @@ def create_container(host: LabHost, ref: str) -> None:
             "--systemd=always",
             "--security-opt", "unmask=/proc/sys",
             "--cap-add", "NET_ADMIN",
+            "--device", "/dev/net/tun",
+            *publish,
             "--volume", f"{SSH_KEY}.pub:/root/.ssh/authorized_keys:ro",
             "--label", f"{LABEL}=container",
             "--label", f"{RECIPE_LABEL}={recipe_hash()}",
             "--label", f"io.rvm-fleet.lab.groups={','.join(host.groups)}",
+            "--label", f"{SHAPE_LABEL}={SHAPE}",
+            "--label", f"{EXTRA_LABEL}={'yes' if extra else ''}",
             ref,
         ]
     )  # fmt: skip
@@ -337,6 +357,10 @@ def cmd_up(_: argparse.Namespace) -> None:
     changed: list[str] = []
     for index, host in enumerate(hosts, start=1):
         state = container_state(host.name)
+        if state is not None and state["managed"] == "container" and state["shape"] != SHAPE:
+            # Made before /dev/net/tun and the Central double's port: only a new container has them.
+            run(["podman", "rm", "--force", "--time", "10", host.name])
+            state = None
         if state is None:
             forget_facts([host.name])
             create_container(host, ref)
@@ -394,6 +418,39 @@ def cmd_down(_: argparse.Namespace) -> None:
             run(["podman", kind, "rm", "--force", name])
             print(f"{kind} {name} removed", flush=True)
     print("lab down: nothing of the lab is left (the image cache stays; `lab/labctl.py clean` drops it)")
+
+
+def cmd_add(args: argparse.Namespace) -> None:
+    """One extra device that no inventory lists yet: a bare RVM to enroll (docs/zerotier.md)."""
+    require_tools()
+    names = [host.name for host in inventory_hosts()]
+    if args.name in names:
+        raise LabError(f"{args.name} is in inventories/lab already; `add` makes a device outside it")
+    state = container_state(args.name)
+    if state is not None:
+        if state["extra"] != "yes":
+            raise LabError(f"a container named {args.name} exists and is not an extra lab device")
+        print(f"{args.name} exists", flush=True)
+        return
+    ensure_ssh_key()
+    ensure_network()
+    forget_facts([args.name])
+    create_container(LabHost(args.name, ("rvm_devices",)), build_image(), extra=True)
+    wait_booted(args.name, time.monotonic() + BOOT_TIMEOUT_S)
+    print(f"{args.name} created", flush=True)
+
+
+def cmd_remove(args: argparse.Namespace) -> None:
+    """Remove an extra device made by `add` (never a host of the inventory)."""
+    state = container_state(args.name)
+    if state is None:
+        print(f"{args.name} is absent", flush=True)
+        return
+    if state["extra"] != "yes":
+        raise LabError(f"{args.name} is not an extra lab device (made by `add`); `down` removes the lab")
+    run(["podman", "rm", "--force", "--time", "10", args.name])
+    forget_facts([args.name])
+    print(f"{args.name} removed", flush=True)
 
 
 def cmd_clean(args: argparse.Namespace) -> None:
@@ -456,6 +513,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     shell = sub.add_parser("shell", help="open a shell in a lab host")
     shell.add_argument("host")
     shell.set_defaults(func=cmd_shell)
+    add = sub.add_parser("add", help="create an extra device outside the inventory (to enroll)")
+    add.add_argument("name")
+    add.set_defaults(func=cmd_add)
+    remove = sub.add_parser("remove", help="remove an extra device made by add")
+    remove.add_argument("name")
+    remove.set_defaults(func=cmd_remove)
     args = parser.parse_args(argv)
     try:
         args.func(args)
