@@ -82,6 +82,12 @@ class SegmentationConfig(_Section):
 
 class ModelsConfig(_Section):
     manifest: Path
+    model: str | None = Field(
+        default=None,
+        min_length=1,
+        description="the detector variant to run, by its name in the manifest; default: the first detector "
+        "listed. The lab's INT8 variant costs ~40 % less CPU per frame than FP32 (issue 17)",
+    )
     backend: Literal["onnxruntime", "openvino", "tensorrt", "ultralytics"] = "onnxruntime"
     engine: Path | None = None
     engines: dict[str, Path] = Field(

@@ -168,7 +168,9 @@ class Service:
             options.update(precision=m.precision, cache_dir=cache_dir)
         try:
             manifest = load_manifest(m.manifest)
-            entry = manifest.by_role("detector")
+            entry = manifest.by_name(m.model) if m.model else manifest.by_role("detector")
+            if entry.role != "detector":
+                raise ManifestError(f"models.model {m.model!r}: a {entry.role} model, not a detector")
             self.model_info = ModelInfo(entry.name, entry.version, entry.sha256, m.backend)
             engine = m.engine
             # engines built on this device: refused (EngineMismatch) unless they are these models'
@@ -183,7 +185,12 @@ class Service:
                 if m.backend == "tensorrt" and engine is None:
                     engine = m.engines.get(entry.name)
             detector = load_detector(
-                m.manifest, m.backend, None, DetectorConfig(m.conf, m.iou), engine_path=engine, **options
+                m.manifest,
+                m.backend,
+                entry.name,
+                DetectorConfig(m.conf, m.iou),
+                engine_path=engine,
+                **options,
             )
             segmenter = None
             if m.segmentation.enabled:
