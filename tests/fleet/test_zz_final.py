@@ -1,11 +1,14 @@
 """Last in the session (name order): the fleet converged by every test before, a second `site.yml`
-changes nothing, check mode reports nothing, `lab up` again changes nothing, and `lab down` removes the
-lab's containers, network and volumes and nothing else.
+changes nothing, check mode reports nothing, the fleet deploy scenario (Molecule, molecule/deploy) runs
+on this converged lab, `lab up` again changes nothing, and `lab down` removes the lab's containers,
+network and volumes and nothing else.
 """
 
 from __future__ import annotations
 
+import sys
 import time
+from pathlib import Path
 
 from fleet_helpers import FIGURES, LABCTL, Recap, lab_hosts, playbook, sh
 
@@ -24,6 +27,21 @@ def test_second_run_changes_nothing(fleet: Recap) -> None:
 def test_check_mode_reports_no_change_on_a_converged_fleet(fleet: Recap) -> None:
     recap, _, _ = playbook("--check", "--diff")
     assert all(r["changed"] == 0 and r["failed"] == 0 for r in recap.values()), recap
+
+
+def test_deploy_scenario_on_the_converged_fleet(fleet: Recap) -> None:
+    """molecule/deploy (canary and batches, a broken release rolled back, rollback, update lock) on this
+    lab: after the changed=0 and check-mode runs, since it leaves every device on its own 1.0.0. Only
+    its bundles are prepared here (the lab is converged) and the session's last test takes the lab down,
+    so CI brings the lab up and converges it once for both."""
+    molecule = str(Path(sys.executable).parent / "molecule")  # the control venv's, beside pytest
+    start = time.monotonic()
+    prepare = "RVM_DEPLOY_PREPARE=prepare_converged.yml"  # molecule.yml: bundles only, on this lab
+    proc = sh(["env", prepare, molecule, "test", "-s", "deploy", "--destroy=never"], timeout=1500)
+    FIGURES["deploy_scenario_s"] = round(time.monotonic() - start, 1)
+    figures = proc.stdout.find("TASK [Show the figures]")  # deploy time per batch, rollback per device
+    print(proc.stdout[figures : figures + 3000] if figures >= 0 else proc.stdout[-3000:])
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
 
 
 def test_lab_up_twice_changes_nothing(fleet: Recap) -> None:
