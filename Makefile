@@ -83,14 +83,14 @@ app-test: ## the rvm-edge device runtime: unit and service tests, on Python 3.10
 toolchain-test: ## the model toolchain (torch venv): export, INT8, SAM2 lab export, ultralytics match, lab mAP50 on the unseen test split
 	$(MAKE) -C toolchain test
 
-fleet-test: deps release ## the lab fleet end to end: up, converge (rvm-edge on every device), again (changed=0), check mode, down
+fleet-test: deps release ## the lab fleet end to end: up, converge (rvm-edge on every device), again (changed=0), check mode, the deploy scenario (molecule/deploy), down
 	pytest -q -s tests/fleet
 
 .PHONY: prodtest
 prodtest: $(VENV)/.installed ## production tests against the converged lab (load, platform faults): out/prodtest/report.md; PRODTEST_PROFILE=quick|full (not part of make test)
 	flock /tmp/rvm-lab.lock $(VENV)/bin/python -m prodtest
 
-molecule: deps ## molecule test for every scenario (roles/*/molecule/* and molecule/*)
+molecule: deps ## molecule test for every role scenario (roles/*/molecule/*); molecule/deploy runs in fleet-test, on its converged lab
 	@lab/run-molecule.sh
 
 lock: ## re-resolve requirements/control.in into the pinned requirements/control.txt
