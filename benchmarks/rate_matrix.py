@@ -103,9 +103,12 @@ def figures(report: dict[str, Any]) -> dict[str, float]:
         "model_p50_ms": report["latency_ms"].get("model", {}).get("p50") or 0.0,
     }
     sam2 = report.get("sam2_cpu")
-    if sam2:
-        out["cpu_beyond_sam2"] = sam2["cpu_pct_beyond_sam2"]
-        out["sam2_cpu_s_per_item"] = sam2["cpu_s_per_item_alone"]
+    if sam2:  # SAM2's own: its thread and its pool (the only unattributed CPU with a one-thread detector)
+        own = report["cpu_pct_per_stage_thread"].get("segment", 0.0) + report["cpu_pct_unattributed"]
+        out["cpu_sam2_own"] = round(own, 2)
+        out["cpu_beyond_sam2"] = round(cpu["total"] - own, 2)
+        out["sam2_cpu_s_per_item_alone"] = sam2["cpu_s_per_item_alone"]
+        out["sam2_items"] = sam2["items_segmented"]
     return out
 
 
@@ -143,7 +146,7 @@ def table(rows: list[dict[str, Any]]) -> str:
         m, rg = r["median"], r["range"]
         cpu = f"{m['cpu_total']:.2f} ({rg['cpu_total'][0]:.2f}-{rg['cpu_total'][1]:.2f})"
         if "cpu_beyond_sam2" in m:
-            cpu += f"; beyond SAM2's own: {m['cpu_beyond_sam2']:.2f}"
+            cpu += f"; SAM2's own {m['cpu_sam2_own']:.2f}, the rest {m['cpu_beyond_sam2']:.2f}"
         spin = ", spinning" if r["spinning"] else ""
         lines.append(
             f"| {r['config']} | {r['rate_fps']:g} fps | {r['backend']}{spin} | {r['threads'] or 'per core'} | "
@@ -190,8 +193,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--duration", type=float, default=20.0)
     p.add_argument(
-        "--rvm-edge", default=shutil.which("rvm-edge") or str(Path(sys.executable).parent / "rvm-edge")
+        "--summarize-only", action="store_true", help="no runs: rebuild the summary from --out/runs/*.json"
     )
+    beside = Path(sys.executable).parent / "rvm-edge"  # this venv's, before any other on PATH
+    p.add_argument("--rvm-edge", default=str(beside) if beside.exists() else shutil.which("rvm-edge"))
     args = p.parse_args(argv)
     if args.repeats < 1:
         p.error(f"--repeats {args.repeats}: at least 1 run per configuration")
@@ -200,7 +205,13 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--only {args.only}: no such configuration in {args.matrix}")
     (args.out / "runs").mkdir(parents=True, exist_ok=True)
     runs: dict[str, list[dict[str, Any]]] = {c.name: [] for c in configs}
-    for n in range(args.repeats):
+    if args.summarize_only:
+        for c in configs:
+            for n in range(args.repeats):
+                if (found := args.out / "runs" / f"{c.name}-{n}.json").is_file():
+                    runs[c.name].append(json.loads(found.read_text(encoding="utf-8")))
+        configs = [c for c in configs if runs[c.name]]
+    for n in range(0 if args.summarize_only else args.repeats):
         for c in configs:
             frames = (args.sam2_frames or args.frames) if c.sam2 else args.frames
             dest = args.out / "runs" / f"{c.name}-{n}.json"
