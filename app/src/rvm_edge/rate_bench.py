@@ -115,9 +115,11 @@ class _Meter:
         self.cpu = self.proc.cpu_times()
         self.switches = context_switches()
 
-    def window(self) -> _Window:
-        """Since the last mark; marks now."""
-        t, cpu, sw = time.monotonic(), self.proc.cpu_times(), context_switches()
+    def window(self, switches: bool = True) -> _Window:
+        """Since the last mark; marks now. ``switches=False`` skips reading every thread's status
+        (about 1 ms of CPU here, which the once-a-second CPU series would add to what it measures)."""
+        t, cpu = time.monotonic(), self.proc.cpu_times()
+        sw = context_switches() if switches else self.switches
         dt = max(t - self.t, 1e-9)
         w = _Window(
             dt,
@@ -168,7 +170,7 @@ def _run(
     while (left := deadline - time.monotonic()) > 0:
         stop.wait(min(SAMPLE_S, left))  # the sampling period, not a synchronisation
         if series is not None:
-            w = meter.window()
+            w = meter.window(switches=False)
             series.append(
                 {"t_s": round(meter.t - start, 2), "user_pct": w.user_pct, "system_pct": w.system_pct}
             )
