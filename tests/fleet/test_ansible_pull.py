@@ -101,10 +101,9 @@ def test_the_timers_are_installed_and_never_overlap(work_clone: Path) -> None:
         ]
     )
     assert log.returncode == 0, log.stderr
-    result = in_container(
-        DEVICE, "systemctl show -P ExecMainStatus -P Result rvm-pull-forced.service"
-    ).split()
-    assert result == ["75", "success"]
+    status = in_container(DEVICE, "systemctl show -P ExecMainStatus rvm-pull-forced.service").strip()
+    result = in_container(DEVICE, "systemctl show -P Result rvm-pull-forced.service").strip()
+    assert (status, result) == ("75", "success")
     assert current_release() == PINNED
 
 
