@@ -51,9 +51,9 @@ def publish_repo(work: Path) -> str:
 
 def pull(unit: str = "rvm-pull.service") -> str:
     """Start the timer's service and wait for it (a oneshot); what that run wrote to the journal."""
-    cursor = in_container(DEVICE, "journalctl -n 0 --show-cursor -o cat | tail -1").split("cursor: ")[-1]
     proc = sh(["podman", "exec", DEVICE, "timeout", "600", "systemctl", "start", unit], timeout=660)
-    log = in_container(DEVICE, f"journalctl -u {unit} --after-cursor '{cursor.strip()}' -o cat --no-pager")
+    run = in_container(DEVICE, f"systemctl show -P InvocationID {unit}").strip()
+    log = in_container(DEVICE, f"journalctl _SYSTEMD_INVOCATION_ID={run} -o cat --no-pager")
     assert proc.returncode == 0, (proc.stderr, log[-4000:])
     return log
 
