@@ -141,5 +141,5 @@ def test_a_changed_pin_in_the_lab_repository_reaches_the_device(
 
     # Nothing changed in the repository since: the routine run stops before the playbook.
     again = pull()
-    assert "Repository has not changed, quitting." in again, again[-2000:]
+    assert "Repository has not changed, quitting" in again, again[-2000:]
     FIGURES["ansible_pull_deploy_recap_changed"] = int(recap.group(1))
