@@ -29,15 +29,21 @@ def test_check_mode_reports_no_change_on_a_converged_fleet(fleet: Recap) -> None
     assert all(r["changed"] == 0 and r["failed"] == 0 for r in recap.values()), recap
 
 
-def test_deploy_scenario_on_the_converged_fleet(fleet: Recap) -> None:
+def test_deploy_scenario_on_the_converged_fleet(fleet: Recap, tmp_path: Path) -> None:
     """molecule/deploy (canary and batches, a broken release rolled back, rollback, update lock) on this
     lab: after the changed=0 and check-mode runs, since it leaves every device on its own 1.0.0. Only
     its bundles are prepared here (the lab is converged) and the session's last test takes the lab down,
     so CI brings the lab up and converges it once for both."""
     molecule = str(Path(sys.executable).parent / "molecule")  # the control venv's, beside pytest
+    # A fresh ephemeral directory (state, bundles, reports): the sequence has no destroy first (that
+    # would take the lab down), so a state an earlier run left would make molecule skip create and
+    # prepare. (Not `molecule reset`: it removes every molecule-made container on the machine.)
+    env = [
+        f"MOLECULE_EPHEMERAL_DIRECTORY={tmp_path / 'molecule-deploy'}",
+        "RVM_DEPLOY_PREPARE=prepare_converged.yml",
+    ]
     start = time.monotonic()
-    prepare = "RVM_DEPLOY_PREPARE=prepare_converged.yml"  # molecule.yml: bundles only, on this lab
-    proc = sh(["env", prepare, molecule, "test", "-s", "deploy", "--destroy=never"], timeout=1500)
+    proc = sh(["env", *env, molecule, "test", "-s", "deploy", "--destroy=never"], timeout=1500)
     FIGURES["deploy_scenario_s"] = round(time.monotonic() - start, 1)
     figures = proc.stdout.find("TASK [Show the figures]")  # deploy time per batch, rollback per device
     print(proc.stdout[figures : figures + 3000] if figures >= 0 else proc.stdout[-3000:])
