@@ -34,6 +34,7 @@ from prodtest.report import write_report
 OUT = Path(os.environ.get("PRODTEST_OUT", ROOT / "out" / "prodtest"))
 STAGES = ("load", "api", "db", "faults", "devfaults")
 LOCAL_STAGES = {"db"}  # stages that need no lab
+READY_WAIT_S = 120
 
 
 def _now() -> str:
@@ -66,11 +67,7 @@ def main() -> int:
     interrupted = False
     try:
         if set(wanted) - LOCAL_STAGES:
-            lab = Lab()
-            wait_until(
-                "every device ready (/readyz 200)", lambda: all(lab.healthy().values()) or None, 180, 3, STOP
-            )
-            say(f"prodtest: lab ready: {', '.join(lab.devices)}")
+            lab = _ready_lab(results)
         steps: dict[str, Callable[[], object]] = {
             "load": lambda: run_device_load(lab, prof, results),
             "api": lambda: run_api_load(lab, prof, results),
@@ -107,6 +104,35 @@ def main() -> int:
         f"prodtest: report {report}: {counts['pass']} pass, {counts['miss']} miss, {counts['not measured']} not measured"
     )
     return 130 if interrupted else 0
+
+
+def _ready_lab(results: Results) -> Lab:
+    """The lab, once every device answers /readyz 200; after READY_WAIT_S the ready ones only
+    (the others are named in the report), or LabError when none is ready."""
+    lab = Lab()
+    try:
+        wait_until(
+            "every device ready (/readyz 200)",
+            lambda: all(lab.healthy().values()) or None,
+            READY_WAIT_S,
+            3,
+            STOP,
+        )
+    except LabError:
+        health = lab.healthy()
+        ready = [d for d, ok in health.items() if ok]
+        if not ready:
+            raise LabError(
+                f"no device is ready (/readyz): {health}; converge the lab first (make lab)"
+            ) from None
+        left_out = sorted(set(lab.devices) - set(ready))
+        results.stages["lab"] = f"devices not ready, left out: {', '.join(left_out)}"
+        say(
+            f"prodtest: {', '.join(left_out)} not ready after {READY_WAIT_S} s: measuring {', '.join(ready)} only"
+        )
+        lab.devices = ready
+    say(f"prodtest: lab ready: {', '.join(lab.devices)}")
+    return lab
 
 
 def _leave_healthy(lab: Lab, results: Results) -> None:

@@ -68,7 +68,7 @@ def run_device_load(lab: Lab, prof: Profile, results: Results) -> float:
             f"load: {time.time() - t0:5.0f}/{prof.load_s:.0f} s  "
             + "  ".join(
                 f"{d} rss {last[d].value('process_resident_memory_bytes') / 2**20:.0f} MB "
-                f"frames {last[d].value('rvm_edge_frames_processed') - first[d].value('rvm_edge_frames_processed'):.0f}"
+                f"frames {last[d].value('rvm_edge_frames_processed_total') - first[d].value('rvm_edge_frames_processed_total'):.0f}"
                 for d in lab.devices
             )
         )
@@ -96,9 +96,9 @@ def run_device_load(lab: Lab, prof: Profile, results: Results) -> float:
         ]
         rss = [(m.at - t0, m.value("process_resident_memory_bytes") / 2**20) for m in s]
         cpu_plot.lines[d], rss_plot.lines[d] = cpu_pts, rss
-        frames = b.value("rvm_edge_frames_processed") - a.value("rvm_edge_frames_processed")
-        errors = (b.value("rvm_edge_pipeline_errors") - a.value("rvm_edge_pipeline_errors")) + (
-            b.value("rvm_edge_frames_unreadable") - a.value("rvm_edge_frames_unreadable")
+        frames = b.value("rvm_edge_frames_processed_total") - a.value("rvm_edge_frames_processed_total")
+        errors = (b.value("rvm_edge_pipeline_errors_total") - a.value("rvm_edge_pipeline_errors_total")) + (
+            b.value("rvm_edge_frames_unreadable_total") - a.value("rvm_edge_frames_unreadable_total")
         )
         stages = {}
         for stage in b.label_values("rvm_edge_stage_latency_seconds_bucket", "stage"):
@@ -119,9 +119,10 @@ def run_device_load(lab: Lab, prof: Profile, results: Results) -> float:
             "frames_per_s": frames / (b.at - a.at) if b.at > a.at else None,
             "processing_errors": errors,
             "error_rate_pct": errors / frames * 100 if frames else None,
-            "dropped_frames": b.value("rvm_edge_frames_dropped") - a.value("rvm_edge_frames_dropped"),
-            "deposits_recorded": b.value("rvm_edge_deposits_recorded")
-            - a.value("rvm_edge_deposits_recorded"),
+            "dropped_frames": b.value("rvm_edge_frames_dropped_total")
+            - a.value("rvm_edge_frames_dropped_total"),
+            "deposits_recorded": b.value("rvm_edge_deposits_recorded_total")
+            - a.value("rvm_edge_deposits_recorded_total"),
             "deposits_received_by_platform": len(got),
             "cpu_avg_pct": (b.value("process_cpu_seconds_total") - a.value("process_cpu_seconds_total"))
             / (b.at - a.at)
