@@ -137,7 +137,7 @@ def summarize(name: str, config: Config, runs: list[dict[str, Any]]) -> dict[str
 def table(rows: list[dict[str, Any]]) -> str:
     """The markdown table of medians (range of the CPU % in brackets)."""
     head = (
-        "| config | rate | backend | threads | model | CPU % of one core, median (range) | user / system | "
+        "| config | rate | backend | detector threads | model | CPU % of one core, median (range) | user / system | "
         "CPU ms per item | wake-ups/s | idle CPU % | RSS MB | model p50 ms | runs |\n"
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
