@@ -8,6 +8,7 @@ device is set up. The timer is not waited for: its service is started directly.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from collections.abc import Iterator
@@ -74,7 +75,12 @@ def work_clone(published: Published, tmp_path_factory: pytest.TempPathFactory) -
     )
     git("checkout", "--quiet", "-B", "main", cwd=work)
     publish_repo(work)
-    playbook("-l", DEVICE, path="playbooks/pull_setup.yml")
+    address = published.base_url.split("/")[2].split(":")[0]
+    setup = {
+        "ansible_pull_repo_url": f"git://{address}/rvm-fleet.git",
+        "ansible_pull_extra_vars": {"rvm_edge_bundle_url": published.base_url},
+    }
+    playbook("-l", DEVICE, "-e", json.dumps(setup), path="playbooks/pull_setup.yml")
     try:
         yield work
     finally:
