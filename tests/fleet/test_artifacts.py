@@ -61,8 +61,8 @@ def test_a_truncated_artifact_is_refused_and_never_becomes_current(
 
     assert proc.returncode != 0
     assert (
-        f"Refused {published.base_url}{bad.name}: its sha256 is {sha256(bad)} "
-        f"({published.size // 2} bytes) but the bundle's is {published.sha256}"
+        f"Refused {published.base_url}{bad.name}: sha256 {sha256(bad)} "
+        f"({published.size // 2} bytes), expected {published.sha256}"
     ) in flat(proc), proc.stdout[-3000:]
     assert current_release() == PINNED
     assert "0.1.0-bad" not in installed_releases()
