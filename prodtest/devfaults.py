@@ -20,6 +20,7 @@ from prodtest.progress import STOP, say
 STAGE = "Device faults"
 TARGET_S = 30.0  # the seed's automatic recovery; our own budget is 10 s (in the note)
 UNIT = "rvm-edge"
+TEXTFILE = "/var/lib/prometheus/node-exporter/rvm_edge_recovery.prom"
 
 
 def main_pid(lab: Lab, device: str) -> int:
@@ -34,9 +35,19 @@ def start_limit_burst(device: str) -> int:
     return int(podman_exec(device, f"systemctl show -p StartLimitBurst --value {UNIT}").strip())
 
 
-def _recovered(lab: Lab, device: str, prof: Profile) -> float:
-    """Seconds from now until /readyz answers 200 again (bounded by the drain timeout)."""
-    t0 = time.monotonic()
+def recoveries(device: str) -> int:
+    """rvm-edge-recover's count of restarts after the start limit (node-exporter's textfile)."""
+    out = podman_exec(device, f"cat {TEXTFILE} 2>/dev/null || true")
+    return sum(
+        int(float(line.split()[-1]))
+        for line in out.splitlines()
+        if line.startswith("rvm_edge_recoveries_total")
+    )
+
+
+def _recovered(lab: Lab, device: str, prof: Profile, t0: float | None = None) -> float:
+    """Seconds from ``t0`` (monotonic; default now) until /readyz answers 200 again (bounded)."""
+    t0 = time.monotonic() if t0 is None else t0
     wait_until(
         f"{device} ready again",
         lambda: lab.readyz(device, timeout=2) or None,
@@ -71,6 +82,8 @@ def run_device_faults(lab: Lab, prof: Profile, results: Results) -> None:
         burst = start_limit_burst(device) + 1
         say(f"device faults: {burst} kills in a row on {device} (StartLimitBurst + 1)")
         pids: list[int] = []
+        before = recoveries(device)
+        t_last = time.monotonic()
         for i in range(burst):
             last = pids[-1] if pids else pid
             new = wait_until(
@@ -81,10 +94,18 @@ def run_device_faults(lab: Lab, prof: Profile, results: Results) -> None:
                 STOP,
             )
             pids.append(new)
+            t_last = time.monotonic()
             kill_main(device)
         state = podman_exec(device, f"systemctl is-failed {UNIT} || true").strip()
-        t_burst = _recovered(lab, device, prof)
-        raw["burst"] = {"kills": burst, "pids": pids, "state_after_burst": state, "recovered_s": t_burst}
+        t_burst = _recovered(lab, device, prof, t_last)
+        recovered_by = recoveries(device) - before
+        raw["burst"] = {
+            "kills": burst,
+            "pids": pids,
+            "state_after_burst": state,
+            "recovered_s": t_burst,
+            "recoveries": recovered_by,
+        }
         say(f"device faults: after the burst the unit was {state!r}; ready again after {t_burst:.1f} s")
         results.add(
             Figure(

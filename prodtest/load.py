@@ -167,7 +167,9 @@ def run_device_load(lab: Lab, prof: Profile, results: Results) -> float:
     errors = sum(v["processing_errors"] for v in vals)
     e2e = fleet_stages.get("e2e", {})
     ready_n = sum(v["ready_samples"] for v in vals)
-    prom_avail = [float(r["value"][1]) * 100 for r in prom_up or []]
+    prom_avail = [
+        float(r["value"][1]) * 100 for r in prom_up or [] if r["metric"].get("device") in lab.devices
+    ]
     rate = received_total / duration if duration > 0 else 0.0
     results.add(
         Figure("load.e2e_p95_s", "per image (e2e) p95", e2e.get("p95"), "s", E2E_TARGET_S, stage=STAGE),
