@@ -34,7 +34,7 @@ from prodtest.report import write_report
 OUT = Path(os.environ.get("PRODTEST_OUT", ROOT / "out" / "prodtest"))
 STAGES = ("load", "api", "db", "faults", "devfaults")
 LOCAL_STAGES = {"db"}  # stages that need no lab
-READY_WAIT_S = 120
+READY_WAIT_S = float(os.environ.get("PRODTEST_READY_WAIT_S", "120"))
 
 
 def _now() -> str:
@@ -128,7 +128,7 @@ def _ready_lab(results: Results) -> Lab:
         left_out = sorted(set(lab.devices) - set(ready))
         results.stages["lab"] = f"devices not ready, left out: {', '.join(left_out)}"
         say(
-            f"prodtest: {', '.join(left_out)} not ready after {READY_WAIT_S} s: measuring {', '.join(ready)} only"
+            f"prodtest: {', '.join(left_out)} not ready after {READY_WAIT_S:.0f} s: measuring {', '.join(ready)} only"
         )
         lab.devices = ready
     say(f"prodtest: lab ready: {', '.join(lab.devices)}")
