@@ -119,12 +119,21 @@ def run_device_faults(lab: Lab, prof: Profile, results: Results) -> None:
             ),
             Figure(
                 "dev.burst.recovered_s",
-                f"{burst} kills past the start limit: ready again after",
+                f"{burst} kills past the start limit: ready again after the last",
                 t_burst,
                 "s",
                 TARGET_S,
                 stage=STAGE,
-                note=f"unit {state} after the burst; recovered by rvm-edge-recover",
+                note=f"unit {state} right after the burst",
+            ),
+            Figure(
+                "dev.burst.recoveries",
+                "restarts by rvm-edge-recover (the start limit was hit)",
+                float(recovered_by),
+                "count",
+                1,
+                ">=",
+                stage=STAGE,
             ),
         )
     finally:
