@@ -100,7 +100,7 @@ class ModelsConfig(_Section):
         default=1,
         ge=0,
         description="detector inference threads; 0 = one per core. One thread does a frame's work with "
-        "a quarter to a third less CPU and ~20x fewer wake-ups than two at a camera's rate (issue 17); "
+        "a sixth to a third less CPU and ~20x fewer wake-ups than two at a camera's rate (issue 17); "
         "more only shorten each inference, which matters at high frame rates",
     )
     allow_spinning: bool = Field(
