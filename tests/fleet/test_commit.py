@@ -213,7 +213,10 @@ def test_a_deploy_whose_control_node_vanishes_in_the_gate_is_rolled_back_by_the_
         "restarted": ("rvm-lab-03", GOOD, True),
     }
     with ThreadPoolExecutor(len(cases)) as pool:
-        running = {name: pool.submit(case, *args) for name, args in cases.items()}
+        running = {
+            name: pool.submit(case, device, version, dist, restart)
+            for name, (device, version, restart) in cases.items()
+        }
         lines = {name: done.result() for name, done in running.items()}
     for name, line in lines.items():
         FIGURES[f"commit_{name}_deadline_to_healthy_s"] = line["healthy_after_deadline_s"]
