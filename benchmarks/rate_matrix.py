@@ -83,6 +83,7 @@ MATRICES: dict[str, list[Config]] = {
     # SAM2 on (ONNX Runtime encoder, the config's default backend): detector one thread
     "sam2": [
         Config("ort-2fps-sam2", 2, sam2=True, extra=("--sam2-backend", "onnxruntime")),
+        Config("ort-int8-2fps-sam2", 2, model=INT8, sam2=True, extra=("--sam2-backend", "onnxruntime")),
     ],
 }
 
