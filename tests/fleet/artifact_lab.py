@@ -10,12 +10,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from fleet_helpers import ROOT, playbook, sh
+
+# Not yet run on the lab (the lab lock never came free in time): opt in until they have passed once.
+OPT_IN = pytest.mark.skipif(
+    os.environ.get("RVM_FLEET_ARTIFACTS") != "1",
+    reason="artifact/ansible-pull fleet checks never ran on the lab yet: set RVM_FLEET_ARTIFACTS=1",
+)
 
 DEVICE = "rvm-lab-03"
 SERVER = "rvm-platform"
@@ -109,6 +116,7 @@ def build_bundle() -> Path:
 @pytest.fixture(scope="session", name="published")
 def published_fixture(fleet) -> Published:
     """0.1.0-art built and on the artifact server, the device on the pinned release."""
+    playbook(path="lab/artifact_server/playbook.yml")
     path = build_bundle()
     publish(path, path.name)
     address = server_address()

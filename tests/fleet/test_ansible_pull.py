@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from artifact_lab import (
     DEVICE,
+    OPT_IN,
     PINNED,
     SERVER,
     Published,
@@ -29,6 +30,8 @@ from fleet_helpers import FIGURES, ROOT, playbook, readyz, sh
 
 PIN_FILE = "inventories/lab/group_vars/rvm_devices.yml"
 BARE = "/srv/git/rvm-fleet.git"
+
+pytestmark = OPT_IN
 
 
 def git(*args: str, cwd: Path) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from artifact_lab import (
     DEVICE,
+    OPT_IN,
     PINNED,
     SERVER,
     Published,
@@ -29,6 +30,8 @@ from fleet_helpers import FIGURES, readyz, sh
 
 PART = f"/var/cache/rvm-edge/{bundle_name('0.1.0-art')}.part"
 ACCESS_LOG = "/var/log/nginx/artifacts.log"
+
+pytestmark = OPT_IN
 
 
 def deploy(**extra: object) -> subprocess.CompletedProcess[str]:
