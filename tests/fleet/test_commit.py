@@ -125,7 +125,13 @@ def deploy(device: str, version: str, dist: Path) -> list[str]:
     ]
 
 
-def deploy_killed_in_its_gate(device: str, version: str, dist: Path) -> float:
+def running_release(device: str) -> str:
+    """The release `current` names (BASE after the session's converge; another run may have left
+    its own, e.g. molecule/deploy's 1.0.0 on a reused lab)."""
+    return on(device, "readlink", "/opt/rvm-edge/current").stdout.strip().rsplit("/", 1)[-1]
+
+
+def deploy_killed_in_its_gate(device: str, version: str, dist: Path, base: str) -> float:
     """Run a deploy and kill it (the whole process group) once its health gate has begun; the
     pending commit's deadline (epoch s)."""
     env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "PYTHONUNBUFFERED": "1"}
@@ -153,7 +159,7 @@ def deploy_killed_in_its_gate(device: str, version: str, dist: Path) -> float:
     pending = on(device, "cat", f"{STATE}/pending.json")
     assert pending.returncode == 0, f"{device}: no pending commit while its gate ran"
     record = json.loads(pending.stdout)
-    assert record["release"] == version and record["previous"] == BASE, record
+    assert record["release"] == version and record["previous"] == base, record
     return float(record["deadline"])
 
 
@@ -178,11 +184,10 @@ def wait_for_self_rollback(device: str, release: str, deadline: float, seen: int
         time.sleep(1)
 
 
-def assert_back_on_base(device: str) -> None:
-    current = on(device, "readlink", "/opt/rvm-edge/current").stdout.strip()
-    assert current.endswith(BASE), (device, current)
+def assert_back_on_base(device: str, base: str = BASE) -> None:
+    assert running_release(device) == base, device
     ready = readyz(device)
-    assert ready["ready"] and ready["frames_processed"] > 0 and ready["version"] == BASE, (device, ready)
+    assert ready["ready"] and ready["frames_processed"] > 0 and ready["version"] == base, (device, ready)
     assert on(device, "test", "-e", "/run/lock/rvm-edge-update.lock").returncode != 0, (
         f"{device}: lock still held"
     )
@@ -193,14 +198,14 @@ def assert_back_on_base(device: str) -> None:
 
 
 def case(device: str, version: str, dist: Path, restart: bool) -> dict:
-    seen = len(guard_lines(device))
-    deadline = deploy_killed_in_its_gate(device, version, dist)
+    seen, base = len(guard_lines(device)), running_release(device)
+    deadline = deploy_killed_in_its_gate(device, version, dist, base)
     if restart:
         proc = sh(["podman", "restart", "--time", "10", device], timeout=120)
         assert proc.returncode == 0, proc.stderr
     line = wait_for_self_rollback(device, version, deadline, seen)
-    assert line["to"] == BASE and line["result"] == "ok", line
-    assert_back_on_base(device)
+    assert line["to"] == base and line["result"] == "ok", line
+    assert_back_on_base(device, base)
     return line
 
 
