@@ -7,6 +7,7 @@ import fcntl
 import json
 import sqlite3
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -268,8 +269,14 @@ def test_a_locked_repository_is_reported_and_unlock_is_suggested_only_when_stale
 
 
 def test_a_hung_restic_is_interrupted_at_timeout_s(device: Device, tmp_path: Path) -> None:
+    # A hung restic that still answers SIGINT the way restic does (exit 130). Written in Python, not sh:
+    # a shell cannot trap a SIGINT that was ignored when it started (a CI job started in the
+    # background), and `sleep` would then sit out the whole grace period before its SIGKILL.
     hung = tmp_path / "restic"
-    hung.write_text("#!/bin/sh\nexec sleep 120\n")
+    hung.write_text(
+        f"#!{sys.executable}\nimport signal, sys, time\n"
+        "signal.signal(signal.SIGINT, lambda *_: sys.exit(130))\ntime.sleep(120)\n"
+    )
     hung.chmod(0o755)
     device.write_config(restic=str(hung), timeout_s=1)
     started = time.monotonic()
