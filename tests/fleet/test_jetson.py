@@ -11,19 +11,15 @@ say so); the TensorRT build is tested against the trtexec stand-in in tests/mode
 from __future__ import annotations
 
 import json
-import os
 import time
 
 import pytest
 import yaml
-from fleet_helpers import FIGURES, Recap, devices, readyz, sh
+from fleet_helpers import FIGURES, Recap, devices, not_yet_passing, readyz, sh
 
 # One failure in their first run (the clean-clone rehearsal of 2026-12-06, on a lab whose rvm-lab-03
 # had just been re-created), not yet read: opt in until they pass on a fresh lab.
-pytestmark = pytest.mark.skipif(
-    os.environ.get("RVM_FLEET_JETSON") != "1",
-    reason="the Jetson stand-in fleet checks have not passed yet: set RVM_FLEET_JETSON=1",
-)
+pytestmark = not_yet_passing("RVM_FLEET_JETSON", "the Jetson stand-in fleet checks")
 
 JETSON = "rvm-lab-03"
 VENV = "/opt/rvm-edge/current/venv"

@@ -12,7 +12,6 @@ fourth device and its member are removed at the end, and the servers' firewalls 
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 import urllib.request
@@ -20,14 +19,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fleet_helpers import FIGURES, LABCTL, ROOT, Recap, lab_inventory, playbook, sh, sim_get
+from fleet_helpers import FIGURES, LABCTL, ROOT, Recap, lab_inventory, not_yet_passing, playbook, sh, sim_get
 
 # One failure in their first run (the clean-clone rehearsal of 2026-12-06, on a lab whose rvm-lab-03
 # had just been re-created), not yet read: opt in until they pass on a fresh lab.
-pytestmark = pytest.mark.skipif(
-    os.environ.get("RVM_FLEET_ZEROTIER") != "1",
-    reason="the ZeroTier fleet checks have not passed yet: set RVM_FLEET_ZEROTIER=1",
-)
+pytestmark = not_yet_passing("RVM_FLEET_ZEROTIER", "the ZeroTier fleet checks")
 
 ZT_INVENTORY = "inventories/lab-zerotier"
 PENDING = "lab/zerotier_central/pending.zerotier.yml"
@@ -123,10 +119,7 @@ def new_device(fleet: Recap) -> Iterator[str]:
 
 # Never run to its end yet (the lab lock): opt in until it has passed once and the second converge
 # after it still changes nothing.
-@pytest.mark.skipif(
-    os.environ.get("RVM_FLEET_ZEROTIER_ENROLL") != "1",
-    reason="enrolling a fourth lab device has not passed yet: set RVM_FLEET_ZEROTIER_ENROLL=1",
-)
+@not_yet_passing("RVM_FLEET_ZEROTIER_ENROLL", "enrolling a fourth lab device")
 def test_a_new_device_is_enrolled_converged_and_delivers(new_device: str, tmp_path: Path) -> None:
     start = time.monotonic()
     address = lab_address(new_device)
