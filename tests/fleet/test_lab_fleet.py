@@ -15,7 +15,8 @@ from fleet_helpers import FIGURES, Recap, devices, lab_hosts, readyz, sh, sim_ge
 
 
 def test_site_converges_every_host(fleet: Recap) -> None:
-    assert sorted(fleet) == lab_hosts()
+    # localhost is the control node: site.yml's lab plays (ZeroTier Central, the Jetson stand-in) run there.
+    assert sorted(host for host in fleet if host != "localhost") == lab_hosts()
     assert all(r["failed"] == 0 and r["unreachable"] == 0 for r in fleet.values()), fleet
 
 
