@@ -21,10 +21,6 @@ from pathlib import Path
 import pytest
 from fleet_helpers import FIGURES, LABCTL, ROOT, Recap, lab_inventory, not_yet_passing, playbook, sh, sim_get
 
-# One failure in their first run (the clean-clone rehearsal of 2026-12-06, on a lab whose rvm-lab-03
-# had just been re-created), not yet read: opt in until they pass on a fresh lab.
-pytestmark = not_yet_passing("RVM_FLEET_ZEROTIER", "the ZeroTier fleet checks")
-
 ZT_INVENTORY = "inventories/lab-zerotier"
 PENDING = "lab/zerotier_central/pending.zerotier.yml"
 NETWORK = "8056c2e21c000001"
