@@ -84,7 +84,7 @@ toolchain-test: ## the model toolchain (torch venv): export, INT8, SAM2 lab expo
 	$(MAKE) -C toolchain test
 
 fleet-test: deps release ## the lab fleet end to end: up, converge (rvm-edge on every device), again (changed=0), check mode, the deploy scenario (molecule/deploy), down
-	pytest -q -s tests/fleet
+	pytest -q -s --durations=25 tests/fleet
 
 .PHONY: prodtest
 prodtest: $(VENV)/.installed ## production tests against the converged lab (load, platform faults): out/prodtest/report.md; PRODTEST_PROFILE=quick|full (not part of make test)

@@ -77,6 +77,31 @@ def readyz(device: str) -> dict:
     return json.loads(proc.stdout)
 
 
+def lab_attachment(host: str) -> tuple[str, str, str]:
+    """The lab network a container is on, and its address and MAC there."""
+    net = json.loads(sh(["podman", "inspect", host]).stdout)[0]
+    lab_net, settings = next(iter(net["NetworkSettings"]["Networks"].items()))
+    return lab_net, settings["IPAddress"], settings["MacAddress"]
+
+
+def power_on(host: str, attachment: tuple[str, str, str]) -> None:
+    """Stand-in for a board's power-on: start a stopped lab container again with the address and MAC it
+    had (a device keeps its DHCP reservation and ZeroTier address; podman would hand out the next free
+    address), then apply the persisted net.* sysctls, which systemd-sysctl does at boot on a device and
+    the lab image masks."""
+    lab_net, ip, mac = attachment
+    for args in (
+        ["podman", "network", "disconnect", lab_net, host],
+        ["podman", "network", "connect", "--ip", ip, "--mac-address", mac, lab_net, host],
+        ["podman", "start", host],
+    ):
+        proc = sh(args)
+        assert proc.returncode == 0, (args, proc.stderr)
+    sysctls = "grep -h '^net\\.' /etc/sysctl.d/*.conf | xargs -r sysctl -q -w"
+    proc = sh(["podman", "exec", host, "sh", "-c", sysctls])
+    assert proc.returncode == 0, (host, proc.stderr)
+
+
 def not_yet_passing(variable: str, what: str) -> pytest.MarkDecorator:
     """Skip fleet checks that have not passed on the lab yet unless `variable=1`: CI stays green while
     they are proven, and the skip says how to run them."""

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from fleet_helpers import FIGURES, ROOT, readyz, sh
+from fleet_helpers import FIGURES, ROOT, lab_attachment, power_on, readyz, sh
 
 DEVICE, PEER, MONITOR = "rvm-lab-01", "rvm-lab-02", "rvm-monitor"
 PROBE = (
@@ -198,27 +198,16 @@ def textfile_metric(host: str, name: str) -> float:
 
 
 def power_on_after_shutdown(host: str, run: subprocess.Popen[str], deadline: float) -> int:
-    """Stand-in for the board's power-on: when the container has shut down, start it again with the
-    address and MAC it had (a device keeps its DHCP reservation and ZeroTier address; podman would
-    hand out the next free address), then apply the persisted net.* sysctls, which systemd-sysctl
-    does at boot on a device and the lab image masks. Returns how many power-ons it did."""
-    net = json.loads(sh(["podman", "inspect", host]).stdout)[0]
-    lab_net, settings = next(iter(net["NetworkSettings"]["Networks"].items()))
-    ip, mac = settings["IPAddress"], settings["MacAddress"]
+    """Power the device on (fleet_helpers.power_on) each time the container has shut down, until the
+    playbook ends. Returns how many power-ons it did."""
+    attachment = lab_attachment(host)
     powered = 0
     while run.poll() is None:
         assert time.monotonic() < deadline, "the reboot playbook did not end"
         state = sh(["podman", "inspect", "-f", "{{.State.Status}}", host]).stdout.strip()
         if state in ("exited", "stopped"):
-            for args in (
-                ["podman", "network", "disconnect", lab_net, host],
-                ["podman", "network", "connect", "--ip", ip, "--mac-address", mac, lab_net, host],
-                ["podman", "start", host],
-            ):
-                proc = sh(args)
-                assert proc.returncode == 0, (args, proc.stderr)
+            power_on(host, attachment)
             powered += 1
-            exec_in(host, "sh", "-c", "grep -h '^net\\.' /etc/sysctl.d/*.conf | xargs -r sysctl -q -w")
         time.sleep(0.2)
     return powered
 

@@ -1,15 +1,18 @@
 """Last in the session (name order): the fleet converged by every test before, a second `site.yml`
-changes nothing, check mode reports nothing, the fleet deploy scenario (Molecule, molecule/deploy) runs
+changes nothing, check mode reports nothing (RVM_FLEET_CHECK_MODE=1; each role's Molecule scenario
+checks it in CI), the fleet deploy scenario (Molecule, molecule/deploy) runs
 on this converged lab, `lab up` again changes nothing, and `lab down` removes the lab's containers,
 network and volumes and nothing else.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
 
+import pytest
 from fleet_helpers import FIGURES, LABCTL, Recap, lab_hosts, playbook, sh
 
 SENTINEL = "rvm-fleet-test-sentinel"
@@ -24,6 +27,12 @@ def test_second_run_changes_nothing(fleet: Recap) -> None:
     )
 
 
+# Every role's Molecule scenario runs its own check stage (`make molecule`); the whole site in check mode
+# on the converged lab takes another ~5 min of CI, so it runs when asked for.
+@pytest.mark.skipif(
+    os.environ.get("RVM_FLEET_CHECK_MODE") != "1",
+    reason="check mode runs per role in Molecule; the whole site on the lab: set RVM_FLEET_CHECK_MODE=1",
+)
 def test_check_mode_reports_no_change_on_a_converged_fleet(fleet: Recap) -> None:
     recap, _, _ = playbook("--check", "--diff")
     assert all(r["changed"] == 0 and r["failed"] == 0 for r in recap.values()), recap
