@@ -34,7 +34,6 @@ from fleet_helpers import (
     ROOT,
     Recap,
     lab_attachment,
-    not_yet_passing,
     playbook,
     power_on,
     readyz,
@@ -45,9 +44,6 @@ BASE = "0.1.0"
 GOOD, BROKEN = "0.1.1", "0.1.2"
 STATE = "/var/lib/rvm-edge-release"
 
-# Its first full run (the clean-clone rehearsal of 2026-12-06) failed in the three-device case (its
-# `podman restart` gave rvm-lab-03 a new address; the restart now keeps it). Opt in until it passes.
-pytestmark = not_yet_passing("RVM_FLEET_COMMIT", "the commit-or-rollback fleet cases")
 SHORT = [
     "-e",
     "rvm_edge_health_timeout_s=30",
