@@ -83,7 +83,7 @@ app-test: ## the rvm-edge device runtime: unit and service tests, on Python 3.10
 toolchain-test: ## the model toolchain (torch venv): export, INT8, SAM2 lab export, ultralytics match, lab mAP50 on the unseen test split
 	$(MAKE) -C toolchain test
 
-fleet-test: deps release ## the lab fleet end to end: up, converge (rvm-edge on every device), again (changed=0), check mode, the deploy scenario (molecule/deploy), down
+fleet-test: deps release ## the lab fleet end to end: up, converge (rvm-edge on every device), the fleet checks, again (changed=0), the deploy scenario (molecule/deploy), down
 	pytest -q -s --durations=25 tests/fleet
 
 .PHONY: prodtest

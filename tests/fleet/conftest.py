@@ -1,6 +1,6 @@
 """The lab fleet, brought up and converged ONCE per session and shared by every fleet test file.
 
-Test files run in name order; test_zz_final.py (second converge with changed=0, check mode, `lab up`
+Test files run in name order; test_zz_final.py (second converge with changed=0, the deploy scenario, `lab up`
 again, `lab down`) runs last. Running one file alone converges the lab first and leaves it up.
 
 While developing one file against a lab that is already up and converged from the same tree,
