@@ -78,6 +78,56 @@ def test_pruning_clears_images_oldest_sent_first_and_never_drops_a_record(tmp_pa
     assert store.status().pending == 6
 
 
+def recount(path: Path) -> dict[str, int]:
+    """The figures status() gives, counted the slow way (one pass over every row)."""
+    conn = sqlite3.connect(str(path / DB_NAME))
+    row = conn.execute(
+        "SELECT SUM(state = 'pending'), SUM(state = 'parked'), SUM(state = 'sent'), "
+        "COALESCE(SUM(image_bytes), 0), SUM(state = 'pending' AND attempts > 0) FROM deposits"
+    ).fetchone()
+    conn.close()
+    names = ("pending", "parked", "sent", "image_bytes", "unconfirmed")
+    return dict(zip(names, (int(x or 0) for x in row), strict=True))
+
+
+def figures(store: Store) -> dict[str, int]:
+    st = store.status()
+    return {k: getattr(st, k) for k in ("pending", "parked", "sent", "image_bytes", "unconfirmed")}
+
+
+def test_status_matches_a_full_recount_through_records_sends_parks_prunes_and_a_restart(
+    tmp_path: Path,
+) -> None:
+    """status() no longer reads every row (it runs on every /readyz and /metrics call): its figures
+    must still be the table's, whatever happened to it."""
+    clock = [1000.0]
+    store = Store(tmp_path, clock=lambda: clock[0])
+    fill(store, 8, image_size=1000)
+    store.record("no-image", "REJECTED", "empty", {"deposit_id": "no-image"}, None, None)
+    assert figures(store) == recount(tmp_path) == {
+        "pending": 9, "parked": 0, "sent": 0, "image_bytes": 8000, "unconfirmed": 0,
+    }  # fmt: skip
+    store.mark_attempt(1)
+    store.mark_sent(1)
+    store.mark_sent(2)
+    store.mark_attempt(3)  # the reply never came
+    store.mark_failed(4, "422 refused", park=True)
+    assert figures(store) == recount(tmp_path)
+    assert figures(store)["unconfirmed"] == 1 and figures(store)["parked"] == 1
+    clock[0] += 86400 * 2
+    assert store.prune_images(max_bytes=10**9, retention_s=86400) == 2
+    assert store.prune_images(max_bytes=3000, retention_s=10**9) == 3
+    assert figures(store) == recount(tmp_path) and figures(store)["image_bytes"] == 3000
+    with pytest.raises(sqlite3.IntegrityError):  # a deposit id twice: rolled back, nothing counted
+        store.record("d5", "ACCEPTED", "ok", {"deposit_id": "d5"}, bytes(500), "image/jpeg")
+    assert store.requeue_parked() == 1
+    assert figures(store) == recount(tmp_path)
+    store.close()
+    again = Store(tmp_path, clock=lambda: clock[0])  # the running sum starts from the table
+    assert figures(again) == recount(tmp_path)
+    again.close()
+
+
 def test_backup_restore_roundtrip_and_refusals(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = tmp_path / "data"
     config = tmp_path / "config.yml"

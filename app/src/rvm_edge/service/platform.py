@@ -158,7 +158,7 @@ class PlatformSettings:
     connect_timeout_s: float = 5.0
     ca_bundle: str | None = None
     breaker_failures: int = 5
-    breaker_reset_s: float = 30.0
+    breaker_reset_s: float = 15.0
 
 
 class PlatformClient:
