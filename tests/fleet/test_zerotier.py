@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fleet_helpers import FIGURES, LABCTL, ROOT, Recap, lab_inventory, not_yet_passing, playbook, sh, sim_get
+from fleet_helpers import FIGURES, LABCTL, ROOT, Recap, lab_inventory, opt_in, playbook, sh, sim_get
 
 ZT_INVENTORY = "inventories/lab-zerotier"
 PENDING = "lab/zerotier_central/pending.zerotier.yml"
@@ -113,9 +113,9 @@ def new_device(fleet: Recap) -> Iterator[str]:
         assert sh(["podman", "container", "exists", NEW]).returncode == 1
 
 
-# Never run to its end yet (the lab lock): opt in until it has passed once and the second converge
-# after it still changes nothing.
-@not_yet_passing("RVM_FLEET_ZEROTIER_ENROLL", "enrolling a fourth lab device")
+# Passed on the lab (2026-12-06: join 18.6 s, converge 172 s, first deposit 2.2 s later, a second
+# site.yml after it changed nothing); outside CI's time budget for now.
+@opt_in("RVM_FLEET_ZEROTIER_ENROLL", "enrolling a fourth lab device", "~4.5 min")
 def test_a_new_device_is_enrolled_converged_and_delivers(new_device: str, tmp_path: Path) -> None:
     start = time.monotonic()
     address = lab_address(new_device)

@@ -7,13 +7,11 @@ network and volumes and nothing else.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
 
-import pytest
-from fleet_helpers import FIGURES, LABCTL, Recap, lab_hosts, playbook, sh
+from fleet_helpers import FIGURES, LABCTL, Recap, lab_hosts, opt_in, playbook, sh
 
 SENTINEL = "rvm-fleet-test-sentinel"
 
@@ -27,11 +25,10 @@ def test_second_run_changes_nothing(fleet: Recap) -> None:
     )
 
 
-# Every role's Molecule scenario runs its own check stage (`make molecule`); the whole site in check mode
-# on the converged lab takes another ~5 min of CI, so it runs when asked for.
-@pytest.mark.skipif(
-    os.environ.get("RVM_FLEET_CHECK_MODE") != "1",
-    reason="check mode runs per role in Molecule; the whole site on the lab: set RVM_FLEET_CHECK_MODE=1",
+@opt_in(
+    "RVM_FLEET_CHECK_MODE",
+    "the whole site in check mode on the converged lab",
+    "~5 min; every role's Molecule scenario runs its own check stage in CI",
 )
 def test_check_mode_reports_no_change_on_a_converged_fleet(fleet: Recap) -> None:
     recap, _, _ = playbook("--check", "--diff")
