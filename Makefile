@@ -46,7 +46,7 @@ lab-image: deps ## build the lab image if its recipe changed
 converge: release ## build the release bundle, then ansible-playbook site.yml against the lab
 	ansible-playbook site.yml
 
-test: notes-reset deps lint unit sim-test app-test toolchain-test molecule fleet-test ## every check CI runs (see the README for what each covers)
+test: notes-reset deps lint unit sim-test toolchain-test app-test molecule fleet-test ## every check CI runs (see the README for what each covers)
 	@echo "make test: every check passed"
 	@if [ -s $(TEST_NOTES) ]; then echo "make test: notes (checks that ran differently here):"; sed "s/^/  /" $(TEST_NOTES); fi
 
