@@ -15,7 +15,7 @@ from typing import Any
 
 import requests
 
-from prodtest.figures import Figure, Plot, Results, duplicates_and_missing, percentile
+from prodtest.figures import Figure, Plot, Results, duplicates_and_missing, percentile, resent_and_duplicated
 from prodtest.lab import Lab, LabError, wait_until
 from prodtest.load import API_TARGET_MS, _sim_machines, consistency, offer_deposits
 from prodtest.profile import Profile
@@ -230,20 +230,22 @@ def device_consistency(
     for d in devices:
         if d not in ids:
             raise LabError(f"{d} never handshook with the simulator: no machine record to compare against")
-        recorded = lab.device_deposit_ids(d, since)
+        recorded = lab.device_deposits(d, since)
         got = [
             x["deposit_id"]
             for x in lab.sim("GET", f"/deposits?machine_id={ids[d]}")
             if x["deposit_id"] in recorded
         ]
-        sent = [k for k, st in recorded.items() if st == "sent"]
-        dup, missing = duplicates_and_missing(sent, got)
+        sent = [k for k, (st, _) in recorded.items() if st == "sent"]
+        _, missing = duplicates_and_missing(sent, got)
+        resent, dup = resent_and_duplicated(got, {k: attempts for k, (_, attempts) in recorded.items()})
         per_device[d] = {
             "recorded": len(recorded),
             "sent": len(sent),
-            "pending": sum(1 for st in recorded.values() if st == "pending"),
-            "parked": sum(1 for st in recorded.values() if st == "parked"),
+            "pending": sum(1 for st, _ in recorded.values() if st == "pending"),
+            "parked": sum(1 for st, _ in recorded.values() if st == "parked"),
             "duplicates": dup,
+            "resent": resent,
             "lost": missing,
         }
     return per_device
@@ -252,11 +254,12 @@ def device_consistency(
 def consistency_figures(per_device: dict[str, dict[str, int]], stage: str, prefix: str) -> list[Figure]:
     tot = {
         k: sum(v[k] for v in per_device.values())
-        for k in ("recorded", "pending", "parked", "duplicates", "lost")
+        for k in ("recorded", "pending", "parked", "duplicates", "resent", "lost")
     }
     bad = tot["lost"] + tot["duplicates"] + tot["parked"]
     say(
         f"{prefix}: {tot['recorded']} deposits recorded: {tot['lost']} lost, {tot['duplicates']} duplicated, "
+        f"{tot['resent']} resent after an unanswered attempt (allowed), "
         f"{tot['parked']} parked, {tot['pending']} still pending"
     )
     return [
@@ -279,11 +282,18 @@ def consistency_figures(per_device: dict[str, dict[str, int]], stage: str, prefi
         ),
         Figure(
             f"{prefix}.duplicated",
-            "stored more than once (by deposit_id)",
+            "stored more often than the device tried (by deposit_id)",
             float(tot["duplicates"]),
             "count",
             0,
             "==",
+            stage=stage,
+        ),
+        Figure(
+            f"{prefix}.resent",
+            "stored twice: sent again after an attempt whose reply never came (the contract allows it)",
+            float(tot["resent"]),
+            "count",
             stage=stage,
         ),
         Figure(

@@ -150,6 +150,19 @@ def duplicates_and_missing(sent: Iterable[str], received: Iterable[str]) -> tupl
     return dup, missing
 
 
+def resent_and_duplicated(received: Iterable[str], attempts: Mapping[str, int]) -> tuple[int, int]:
+    """(ids stored more than once that the device sent again after an attempt it never heard back
+    from, ids stored more than the device attempted): the platform contract allows the first (a
+    kill -9 between the platform's 201 and the outbox's mark resends; the server may dedupe by
+    deposit_id), never the second."""
+    counts: dict[str, int] = {}
+    for r in received:
+        counts[r] = counts.get(r, 0) + 1
+    resent = sum(1 for i, c in counts.items() if 1 < c <= attempts.get(i, 0))
+    duplicated = sum(1 for i, c in counts.items() if c > 1 and c > attempts.get(i, 0))
+    return resent, duplicated
+
+
 def compare(current: Figure, previous: Mapping[str, Any] | None) -> str:
     """The previous run's value of the same figure and the change, as the report shows it."""
     if not previous or previous.get("value") is None:

@@ -191,14 +191,17 @@ class Lab:
         """Device name -> simulator machine id (the handshake sets hardware_id to the device id)."""
         return {m["hardware_id"]: int(m["id"]) for m in self.sim("GET", "/machines") if m.get("hardware_id")}
 
-    def device_deposit_ids(self, device: str, since: float) -> dict[str, str]:
-        """deposit_id -> outbox state of what the device recorded since ``since`` (epoch s), from its DB."""
+    def device_deposits(self, device: str, since: float) -> dict[str, tuple[str, int]]:
+        """deposit_id -> (outbox state, send attempts) of what the device recorded since ``since``
+        (epoch s), from its DB."""
         script = (
             "import json,sqlite3;"
             "c=sqlite3.connect('file:/var/lib/rvm-edge/rvm-edge.sqlite3?mode=ro',uri=True,timeout=30);"
-            f"print(json.dumps(dict(c.execute('SELECT deposit_id,state FROM deposits WHERE created_at>=?',({since},)))))"
+            "print(json.dumps([list(r) for r in c.execute("
+            f"'SELECT deposit_id,state,attempts FROM deposits WHERE created_at>=?',({since},))]))"
         )
-        return dict(json.loads(podman_exec(device, f'python3 -c "{script}"', timeout=120)))
+        rows = json.loads(podman_exec(device, f'python3 -c "{script}"', timeout=120))
+        return {d: (state, int(attempts)) for d, state, attempts in rows}
 
     def healthy(self) -> dict[str, bool]:
         return {d: self.readyz(d) for d in self.devices}

@@ -15,6 +15,7 @@ from prodtest.figures import (
     histogram_quantile,
     percentile,
     previous_by_key,
+    resent_and_duplicated,
 )
 
 
@@ -74,6 +75,15 @@ def test_growth_ratio_flags_a_leak_not_a_spike():
 def test_consistency_counts_duplicates_and_losses_by_deposit_id():
     assert duplicates_and_missing(["a", "b", "c"], ["a", "b", "c"]) == (0, 0)
     assert duplicates_and_missing(["a", "b", "c"], ["a", "a", "c"]) == (1, 1)
+
+
+def test_a_resend_after_an_unanswered_attempt_is_allowed_and_more_copies_than_attempts_are_not():
+    # b: killed between the platform's 201 and the outbox mark, sent again (2 attempts, 2 copies)
+    assert resent_and_duplicated(["a", "b", "b", "c"], {"a": 1, "b": 2, "c": 1}) == (1, 0)
+    # c: stored twice after one attempt; d: three copies from two attempts
+    assert resent_and_duplicated(["c", "c", "d", "d", "d"], {"c": 1, "d": 2}) == (0, 2)
+    # an id the device never recorded counts as a duplicate when repeated
+    assert resent_and_duplicated(["x", "x"], {}) == (0, 1)
 
 
 def test_compare_shows_the_previous_value_and_the_change():
