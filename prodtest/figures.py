@@ -8,6 +8,7 @@ was skipped or interrupted), which the report shows as such rather than as a pas
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -142,9 +143,7 @@ def growth_ratio(samples: Sequence[float]) -> float | None:
 
 def duplicates_and_missing(sent: Iterable[str], received: Iterable[str]) -> tuple[int, int]:
     """(ids received more than once, ids sent but never received): data consistency by deposit_id."""
-    counts: dict[str, int] = {}
-    for r in received:
-        counts[r] = counts.get(r, 0) + 1
+    counts = Counter(received)
     dup = sum(1 for c in counts.values() if c > 1)
     missing = sum(1 for s in set(sent) if s not in counts)
     return dup, missing
@@ -155,9 +154,7 @@ def resent_and_duplicated(received: Iterable[str], attempts: Mapping[str, int]) 
     from, ids stored more than the device attempted): the platform contract allows the first (a
     kill -9 between the platform's 201 and the outbox's mark resends; the server may dedupe by
     deposit_id), never the second."""
-    counts: dict[str, int] = {}
-    for r in received:
-        counts[r] = counts.get(r, 0) + 1
+    counts = Counter(received)
     resent = sum(1 for i, c in counts.items() if 1 < c <= attempts.get(i, 0))
     duplicated = sum(1 for i, c in counts.items() if c > 1 and c > attempts.get(i, 0))
     return resent, duplicated

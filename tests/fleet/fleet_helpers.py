@@ -79,8 +79,9 @@ def readyz(device: str) -> dict:
 
 def lab_attachment(host: str) -> tuple[str, str, str]:
     """The lab network a container is on, and its address and MAC there."""
-    net = json.loads(sh(["podman", "inspect", host]).stdout)[0]
-    lab_net, settings = next(iter(net["NetworkSettings"]["Networks"].items()))
+    proc = sh(["podman", "inspect", host])
+    assert proc.returncode == 0, (host, proc.stderr)
+    lab_net, settings = next(iter(json.loads(proc.stdout)[0]["NetworkSettings"]["Networks"].items()))
     return lab_net, settings["IPAddress"], settings["MacAddress"]
 
 

@@ -43,7 +43,6 @@ from fleet_helpers import (
 BASE = "0.1.0"
 GOOD, BROKEN = "0.1.1", "0.1.2"
 STATE = "/var/lib/rvm-edge-release"
-
 SHORT = [
     "-e",
     "rvm_edge_health_timeout_s=30",

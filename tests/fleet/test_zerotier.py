@@ -19,7 +19,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fleet_helpers import FIGURES, LABCTL, ROOT, Recap, lab_inventory, opt_in, playbook, sh, sim_get
+from fleet_helpers import (
+    FIGURES,
+    LABCTL,
+    ROOT,
+    Recap,
+    lab_attachment,
+    lab_inventory,
+    opt_in,
+    playbook,
+    sh,
+    sim_get,
+)
 
 ZT_INVENTORY = "inventories/lab-zerotier"
 PENDING = "lab/zerotier_central/pending.zerotier.yml"
@@ -43,11 +54,7 @@ def members(data: dict, group: str) -> set[str]:
 
 
 def lab_address(host: str) -> str:
-    proc = sh(
-        ["podman", "inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", host]
-    )
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout.strip()
+    return lab_attachment(host)[1]
 
 
 def central(method: str, path: str) -> int:
