@@ -111,6 +111,35 @@ def test_map50_on_the_unseen_test_split(manifest, tmp_path: Path) -> None:
         assert value >= MIN_MAP50_TEST, f"{precision}: mAP50 {value} on the test split"
 
 
+def test_openvino_scores_like_onnx_runtime_and_bf16_keeps_the_accuracy(manifest, tmp_path: Path) -> None:
+    """``eval --backend openvino``: at f32 the device's OpenVINO compile scores the FP32 file as ONNX
+    Runtime does (so only the precision differs), and the device's default (auto: bf16 on a CPU
+    with bf16 instructions, issue 17) stays within 0.005 mAP50 of it."""
+    pytest.importorskip("ultralytics")
+    pytest.importorskip("openvino", reason="openvino is not in this venv (pip install openvino)")
+    from rvm_edge.backends.openvino import native_bf16
+    from rvm_toolchain.evaluate import evaluate_manifest
+
+    seed, name, frames = manifest.models[0].source["seed"], manifest.by_role("detector").name, 60
+    runs = {
+        (backend, precision): evaluate_manifest(
+            LAB / "manifest.json",
+            seed,
+            "test",
+            frames,
+            tmp_path / f"{backend}-{precision}",
+            backend,
+            precision,
+        )[name]
+        for backend, precision in (("onnxruntime", "f32"), ("openvino", "f32"), ("openvino", "auto"))
+    }
+    ort, f32, auto = runs.values()
+    assert f32["inference"] == "openvino f32"
+    assert f32["map50"] == pytest.approx(ort["map50"], abs=0.002)
+    assert auto["inference"] == ("openvino bf16" if native_bf16() else "openvino f32")
+    assert auto["map50"] == pytest.approx(f32["map50"], abs=0.005)
+
+
 def test_test_split_shares_no_frame_with_training_or_selection(manifest) -> None:
     """The frame indices scored above lie outside every range the recipe trained, picked or calibrated on."""
     data = manifest.models[0].source["data"]

@@ -6,6 +6,7 @@ the parser stays cheap and torch-free; each command imports what it needs when i
     rvm-toolchain export --yolo best.pt --out DIR [--int8 --calib FRAMES] [--val IMAGES]
     rvm-toolchain export --sam2 [CHECKPOINT.pt] --out DIR
     rvm-toolchain eval --manifest M [--split test --frames 200]     mAP50 on unseen synthetic frames
+        [--backend openvino --precision bf16]                      ... inferred by OpenVINO at bf16
     rvm-toolchain compare-ultralytics FRAMES --manifest M           ours vs ultralytics, same frames
     rvm-toolchain lab ...          the lab-model recipe (python -m rvm_toolchain.lab --help)
     rvm-toolchain sam2-export ...  the lab's random-weight SAM2 (python -m rvm_toolchain.sam2_export)
