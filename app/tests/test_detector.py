@@ -142,3 +142,26 @@ def test_onnxruntime_prefers_tensorrt_then_cuda_and_keeps_cpu_as_fallback() -> N
     assert chosen == ["CUDAExecutionProvider", "CPUExecutionProvider"]
     with pytest.raises(BackendError, match=r"providers \['CUDAExecutionProvider'\] are not in this build"):
         pick_providers(["CPUExecutionProvider"], ["CUDAExecutionProvider"])
+
+
+# /proc/cpuinfo "flags" lines, cut short: AMD Zen 4 (this lab's host), Sapphire Rapids (AMX), Ice
+# Lake (AVX-512 but no bf16 arithmetic: OpenVINO left to itself would emulate bf16 there), an ARM CPU
+ZEN4 = "model name\t: AMD EPYC\nflags\t\t: fpu avx2 avx512f avx512_vnni avx512_bf16\n"
+SAPPHIRE = "flags\t\t: avx512f amx_bf16 amx_tile\n"
+ICELAKE = "flags\t\t: fpu avx2 avx512f avx512_vnni\n"
+ARM = "Features\t: fp asimd bf16\n"
+
+
+@pytest.mark.skipif(not available_backends()["openvino"], reason="needs openvino")
+@pytest.mark.parametrize(
+    ("cpuinfo", "hint"),
+    [(ZEN4, "bf16"), (SAPPHIRE, "bf16"), (ICELAKE, "f32"), (ARM, "f32"), ("", "f32")],
+    ids=["zen4", "sapphire-rapids", "icelake", "arm", "unreadable"],
+)
+def test_auto_asks_openvino_for_bf16_only_where_the_cpu_computes_in_it(cpuinfo: str, hint: str) -> None:
+    from rvm_edge.backends.openvino import resolve_precision
+
+    assert resolve_precision("auto", cpuinfo) == hint
+    assert (
+        resolve_precision("f32", ZEN4) == "f32" and resolve_precision("bf16", ICELAKE) == "bf16"
+    )  # as named

@@ -70,7 +70,12 @@ def _detector_args(p: argparse.ArgumentParser) -> None:
         help="detector inference threads (0: one per core; default: 1 for bench --rate, as the service, "
         "else one per core)",
     )
-    p.add_argument("--precision", default="f32", help="OpenVINO inference precision (f32 | bf16 | f16)")
+    p.add_argument(
+        "--precision",
+        default="auto",
+        help="OpenVINO inference precision (auto | f32 | bf16 | f16; default auto, the service's: bf16 on a "
+        "CPU with bf16 instructions, else f32)",
+    )
     p.add_argument(
         "--cache-dir",
         type=Path,

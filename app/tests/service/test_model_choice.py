@@ -42,6 +42,27 @@ def test_without_a_name_the_first_detector_runs(tmp_path: Path, frames_dir: Path
     assert detector.backend.describe()["threads"] == "one per core"
 
 
+def test_on_openvino_the_detector_runs_bf16_where_the_cpu_has_it_unless_named(
+    tmp_path: Path, frames_dir: Path
+) -> None:
+    """models.precision defaults to auto: bf16 on a CPU with bf16 instructions (the lab detector's
+    accuracy holds, its CPU per frame drops by about a third), f32 elsewhere; a named one is kept."""
+    from rvm_edge.backends import available_backends
+
+    if not available_backends()["openvino"]:
+        pytest.skip("needs openvino")
+    from rvm_edge.backends.openvino import native_bf16
+
+    for sub in ("auto", "named"):
+        (tmp_path / sub).mkdir()
+    auto = _service(tmp_path / "auto", frames_dir, LAB_MANIFEST, backend="openvino")
+    ran = auto._load_models()[0].backend.describe()
+    assert ran["precision"] == ("bf16" if native_bf16() else "f32") and ran["precision_asked"] == "auto"
+    named = _service(tmp_path / "named", frames_dir, LAB_MANIFEST, backend="openvino", precision="f32")
+    ran = named._load_models()[0].backend.describe()
+    assert ran["precision"] == "f32" and "precision_asked" not in ran
+
+
 @pytest.mark.parametrize(
     ("manifest", "name", "message"),
     [

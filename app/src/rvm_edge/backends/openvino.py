@@ -2,6 +2,14 @@
 
 Compiling a large model (the SAM2 encoder) takes minutes; with ``CACHE_DIR`` the next start
 takes under a second, so the cache directory must survive restarts (it lives under the state dir).
+
+The precision is always named to OpenVINO. Left to itself its CPU plugin runs bf16 on a CPU with
+bf16 instructions and f32 on others, by rules that have changed between its releases; a bf16 hint is
+taken on any AVX-512 CPU (emulated where the instructions are missing) and dropped without a word
+elsewhere. So the same config could run differently on two devices, or after an upgrade, unseen.
+``auto`` (the detector's default) asks for bf16 only where the CPU computes in bf16 itself (the lab
+detector keeps its accuracy there and costs about a third less CPU, issue 17), f32 everywhere else,
+and :meth:`OpenVinoBackend.describe` reports the precision OpenVINO really took.
 """
 
 from __future__ import annotations
@@ -13,6 +21,29 @@ import openvino as ov
 
 from rvm_edge.backends.base import Backend, BackendError
 
+AUTO = "auto"
+# The x86 flags of the instructions that compute in bf16; the model_engine module reads the same
+# ones when it builds the engine (tests/model_engine checks that both choose alike).
+BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+
+
+def native_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU (or the one ``cpuinfo``, a /proc/cpuinfo text, describes) computes in bf16."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:  # not Linux: nothing says so, f32 is the safe answer
+            cpuinfo = ""
+    flags = next((line for line in cpuinfo.splitlines() if line.startswith("flags")), "")
+    return not BF16_FLAGS.isdisjoint(flags.partition(":")[2].split())
+
+
+def resolve_precision(precision: str, cpuinfo: str | None = None) -> str:
+    """The hint OpenVINO is given: ``auto`` is bf16 on a CPU with bf16 instructions, else f32."""
+    if precision != AUTO:
+        return precision
+    return "bf16" if native_bf16(cpuinfo) else "f32"
+
 
 def compile_model(
     model_path: Path,
@@ -23,7 +54,8 @@ def compile_model(
     input_size: tuple[int, int] | None = None,
     batch: int = 1,
 ) -> ov.CompiledModel:
-    """Compile with an explicit precision: OpenVINO silently runs bf16 on AMX CPUs unless told."""
+    """Compile with an explicit precision (``auto`` resolved here): OpenVINO's own choice depends
+    on the CPU, see the module's docstring."""
     core = ov.Core()
     model: ov.Model | str = str(model_path)
     read = core.read_model(str(model_path))
@@ -37,7 +69,8 @@ def compile_model(
         if ov.PartialShape(dims) != shape:
             read.reshape({0: ov.PartialShape(dims)})
             model = read
-    config: dict[str, str] = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"}
+    hint = resolve_precision(precision)
+    config: dict[str, str] = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"}
     if cache_dir is not None:
         cache_dir.mkdir(parents=True, exist_ok=True)
         config["CACHE_DIR"] = str(cache_dir)
@@ -56,7 +89,7 @@ class OpenVinoBackend(Backend):
         self,
         model_path: Path,
         device: str = "CPU",
-        precision: str = "f32",
+        precision: str = AUTO,
         cache_dir: Path | None = None,
         threads: int = 0,
         input_size: tuple[int, int] | None = None,
@@ -74,11 +107,19 @@ class OpenVinoBackend(Backend):
         self.max_batch = dims[0]
         self.input_shape = (dims[0], dims[1], dims[2], dims[3])
         self.request = self.compiled.create_infer_request()
-        self.precision, self.threads = precision, threads
+        # what OpenVINO really runs at: it keeps its default when the CPU cannot do the hint
+        self.precision = self.compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
+        self.asked_precision, self.threads = precision, threads
 
     def infer(self, tensor: np.ndarray) -> np.ndarray:
         self.request.infer({0: tensor}, share_inputs=True)
         return self.request.get_output_tensor(0).data
 
     def describe(self) -> dict[str, object]:
-        return {**super().describe(), "precision": self.precision, "threads": self.threads or "one per core"}
+        asked = {} if self.asked_precision == self.precision else {"precision_asked": self.asked_precision}
+        return {
+            **super().describe(),
+            "precision": self.precision,
+            **asked,
+            "threads": self.threads or "one per core",
+        }

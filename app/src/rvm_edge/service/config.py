@@ -95,7 +95,12 @@ class ModelsConfig(_Section):
         description="model name -> engine file built on this device (Ansible's model_engines role); each is "
         "checked against its key.json and the manifest at start, a mismatch stops the service",
     )
-    precision: Literal["f32", "bf16", "f16"] = "f32"
+    precision: Literal["auto", "f32", "bf16", "f16"] = Field(
+        default="auto",
+        description="OpenVINO inference precision of the detector. auto: bf16 on a CPU with bf16 "
+        "instructions (avx512_bf16 or amx_bf16), f32 on any other; the lab detector's accuracy is the "
+        "same at bf16 and its CPU per frame about a third lower (issue 17)",
+    )
     threads: int = Field(
         default=1,
         ge=0,
