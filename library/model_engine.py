@@ -58,7 +58,13 @@ options:
     type: str
     required: true
   precision:
-    description: The engine's precision. TensorRT fp32/fp16/int8, OpenVINO fp32/bf16/int8, ONNX Runtime fp32/int8.
+    description:
+      - The engine's precision. TensorRT fp32/fp16/int8, OpenVINO fp32/bf16/int8, ONNX Runtime fp32/int8.
+      - C(auto) picks per device, where the accuracy holds (docs/benchmarks.md, issue 17) - int8 for an
+        INT8 (QDQ) model, TensorRT fp16, OpenVINO bf16 on a CPU with bf16 instructions (C(avx512_bf16)
+        or C(amx_bf16) in C(/proc/cpuinfo)) and fp32 on any other, ONNX Runtime fp32. The key and the
+        result name the precision chosen.
+      - OpenVINO bf16 by name on a CPU without those instructions is refused.
     type: str
     default: fp32
   calibration_cache:
@@ -147,6 +153,14 @@ build_s:
   description: Seconds the build took (0 when reused).
   returned: success
   type: float
+precision:
+  description: The precision the engine has (part of the key); C(auto) resolved for this device.
+  returned: always
+  type: str
+precision_reason:
+  description: "How that precision was chosen, for example C(auto: fp32, this CPU has no bf16 instructions ...)."
+  returned: always
+  type: str
 backend_version:
   description: The backend library version that is part of the key.
   returned: always
@@ -177,7 +191,9 @@ from ansible.module_utils.model_engine_core import (
     check_onnx,
     device_identity,
     key_document,
+    native_bf16,
     plan,
+    resolve_precision,
     trtexec_command,
     trtexec_outcome,
     trtexec_version,
@@ -334,7 +350,15 @@ def build(
                 raise EngineError(f"{req.name}: trtexec reported PASSED but wrote no engine to {tmp}")
         else:
             hint = p.key_fields["builder_flags"][0].split("=", 1)[1] if req.backend == "openvino" else ""
-            worker("build", req.backend, req.onnx, tmp, *([hint] if hint else []), log=log, timeout=timeout)
+            built = worker(
+                "build", req.backend, req.onnx, tmp, *([hint] if hint else []), log=log, timeout=timeout
+            )
+            # OpenVINO takes a precision hint it cannot honour without a word; the key must not lie
+            if hint and built.get("precision") != hint:
+                raise EngineError(
+                    f"{req.name}: OpenVINO compiled it at {built.get('precision')}, not the {hint} asked "
+                    f"(precision {req.precision}); ask for auto or fp32 on this CPU"
+                )
             loaded = worker("load", req.backend, tmp)
             if req.backend == "openvino" and tuple(loaded["shape"]) != req.input_shape:
                 raise EngineError(
@@ -396,7 +420,10 @@ def main() -> None:
     # check mode to plan read it when they override changed
     result: dict[str, Any] = {"changed": False, "pending": False}
     try:
-        validate(req)
+        bf16 = native_bf16(_read("/proc/cpuinfo"))
+        req, precision_reason = resolve_precision(req, bf16)
+        result.update(precision=req.precision, precision_reason=precision_reason)
+        validate(req, bf16)
         if not os.path.isfile(req.onnx):
             raise EngineError(f"{req.onnx}: ONNX file of model {req.name} not found")
         if req.calibration_cache and not os.path.isfile(req.calibration_cache):

@@ -12,8 +12,10 @@ from ansible.module_utils.model_engine_core import (
     device_identity,
     engine_key,
     key_fields,
+    native_bf16,
     parse_nv_tegra_release,
     plan,
+    resolve_precision,
     trtexec_command,
     trtexec_outcome,
     trtexec_version,
@@ -74,6 +76,11 @@ def test_whole_engine_is_reused_and_anything_else_rebuilt() -> None:
         (dataclasses.replace(REQ, builder_flags=("--workspace=9",)), None),
         (dataclasses.replace(REQ, sha256="XYZ"), "sha256 must be 64 lowercase hex"),
         (dataclasses.replace(REQ, precision="fp32", calibration_cache="/c"), "only used with precision int8"),
+        (
+            dataclasses.replace(REQ, backend="onnxruntime", precision="bf16"),
+            "not supported by the onnxruntime",
+        ),
+        (dataclasses.replace(REQ, backend="tensorrt", precision="bf16"), "not supported by the tensorrt"),
     ],
 )
 def test_refusals_name_what_is_wrong(req: Request, needle: str | None) -> None:
@@ -123,3 +130,66 @@ def test_trtexec_output_is_read_from_its_banner_and_result_line() -> None:
     bad = ok.replace("PASSED", "FAILED").replace("[I] x", "[E] Error[10]: no implementation")
     assert "exit 1, FAILED): [E] Error[10]: no implementation" in trtexec_outcome(1, bad, ["t"])
     assert "no &&&& result line" in trtexec_outcome(0, "[I] crashed early\n", ["t"])
+
+
+# /proc/cpuinfo "flags" lines, cut short: an AMD Zen 4 EPYC (this lab's host), an Ice Lake Xeon
+# (AVX-512 without bf16 arithmetic: OpenVINO would emulate bf16 there) and a Sapphire Rapids (AMX)
+ZEN4 = "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx2 avx512f avx512_vnni avx512_bf16\n"
+ICELAKE = "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512bw avx512_vnni\n"
+SAPPHIRE = "flags\t\t: avx512f amx_bf16 amx_tile amx_int8\n"
+ARM = "processor\t: 0\nFeatures\t: fp asimd evtstrm aes bf16\n"
+CPU_SEEN = Observed(SHA, "2026.4.1", "cpu:x86_64:AMD EPYC")
+
+
+@pytest.mark.parametrize(
+    ("cpuinfo", "bf16"),
+    [(ZEN4, True), (SAPPHIRE, True), (ICELAKE, False), (ARM, False), ("", False), (None, False)],
+    ids=["zen4", "sapphire-rapids", "icelake", "arm", "empty", "unreadable"],
+)
+def test_bf16_means_the_instructions_that_compute_in_it(cpuinfo: str | None, bf16: bool) -> None:
+    assert native_bf16(cpuinfo) is bf16
+
+
+@pytest.mark.parametrize(
+    ("backend", "model_precision", "bf16", "expected"),
+    [
+        ("openvino", "fp32", True, "bf16"),
+        ("openvino", "fp32", False, "fp32"),
+        ("openvino", "int8", True, "int8"),
+        ("tensorrt", "fp32", False, "fp16"),
+        ("onnxruntime", "fp32", True, "fp32"),
+    ],
+)
+def test_auto_picks_the_precision_for_this_device(
+    backend: str, model_precision: str, bf16: bool, expected: str
+) -> None:
+    req = dataclasses.replace(REQ, backend=backend, precision="auto", model_precision=model_precision)
+    resolved, why = resolve_precision(req, bf16)
+    assert resolved.precision == expected and why.startswith(
+        f"auto: {expected}" if expected != "int8" else "auto"
+    )
+    validate(resolved, bf16)
+
+
+def test_auto_on_openvino_is_bf16_or_fp32_in_the_key_and_shares_the_fp32_engine() -> None:
+    """Never one engine for both: the key names the precision chosen. Without bf16 the engine is the
+    fp32 engine, so it is the same key as fp32 asked by name (one build for both settings)."""
+    auto = dataclasses.replace(REQ, backend="openvino", precision="auto")
+    with_bf16, why = resolve_precision(auto, bf16=True)
+    without, why_not = resolve_precision(auto, bf16=False)
+    assert "has bf16 instructions" in why and "has no bf16 instructions" in why_not
+    key_bf16 = plan(with_bf16, CPU_SEEN, "/e")
+    key_fp32 = plan(without, CPU_SEEN, "/e")
+    assert key_bf16.key_fields["precision"] == "bf16" and key_fp32.key_fields["precision"] == "fp32"
+    assert key_bf16.key_fields["builder_flags"] == ["INFERENCE_PRECISION_HINT=bf16"]
+    assert key_bf16.key != key_fp32.key
+    fp32_by_name = dataclasses.replace(REQ, backend="openvino", precision="fp32")
+    assert plan(fp32_by_name, CPU_SEEN, "/e").key == key_fp32.key
+
+
+def test_bf16_by_name_on_a_cpu_without_bf16_is_refused_not_quietly_changed() -> None:
+    req = dataclasses.replace(REQ, backend="openvino", precision="bf16")
+    assert resolve_precision(req, bf16=False)[0].precision == "bf16"
+    with pytest.raises(EngineError, match=r"needs a CPU with bf16 instructions .* ask for auto"):
+        validate(req, bf16=False)
+    validate(req, bf16=True)

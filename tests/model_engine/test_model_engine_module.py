@@ -8,7 +8,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+import model_engine
 import pytest
+from ansible.module_utils.model_engine_core import native_bf16
 from model_engine_helpers import (
     APP_PYTHON,
     DETECTOR,
@@ -20,18 +22,31 @@ from model_engine_helpers import (
     tree,
 )
 
+HERE_BF16 = native_bf16(Path("/proc/cpuinfo").read_text())
+NO_BF16_CPU = "processor\t: 0\nmodel name\t: Intel Xeon (Ice Lake)\nflags\t\t: fpu avx2 avx512f avx512_vnni\n"
+
 
 def _built(result: dict[str, Any]) -> Path:
     assert result["rc"] == 0 and not result.get("failed"), result.get("msg")
     return Path(result["engine"])
 
 
+NEEDS_BF16 = pytest.mark.skipif(
+    not HERE_BF16, reason="this CPU has no bf16 instructions (refusal tested below)"
+)
+
+
 @pytest.mark.parametrize(
-    ("backend", "precision", "suffix"),
-    [("onnxruntime", "fp32", ".ort.onnx"), ("openvino", "fp32", ".blob"), ("openvino", "bf16", ".blob")],
+    ("backend", "precision", "suffix", "built_at"),
+    [
+        ("onnxruntime", "fp32", ".ort.onnx", "fp32"),
+        ("openvino", "fp32", ".blob", "fp32"),
+        pytest.param("openvino", "bf16", ".blob", "bf16", marks=NEEDS_BF16),
+        ("openvino", "auto", ".blob", "bf16" if HERE_BF16 else "fp32"),
+    ],
 )
 def test_cpu_engine_is_built_for_real_then_reused_without_rebuild(
-    run_module: ModuleRun, engines: Path, backend: str, precision: str, suffix: str
+    run_module: ModuleRun, engines: Path, backend: str, precision: str, suffix: str, built_at: str
 ) -> None:
     args = model_args(DETECTOR, engines, backend=backend, precision=precision)
     first = run_module(args)
@@ -41,6 +56,8 @@ def test_cpu_engine_is_built_for_real_then_reused_without_rebuild(
     assert first["size"] == engine.stat().st_size > 100_000 and first["build_s"] > 0
     key_doc = json.loads((engine.parent / "key.json").read_text())
     assert key_doc["key"] == first["key"] and key_doc["fields"]["backend"] == backend
+    # the precision the engine has, in the result and the key (OpenVINO's own report was checked)
+    assert first["precision"] == key_doc["fields"]["precision"] == built_at, first["precision_reason"]
     assert key_doc["fields"]["onnx_sha256"] == DETECTOR["sha256"] and key_doc["fields"]["device"].startswith(
         "cpu:"
     )
@@ -211,6 +228,52 @@ def test_bad_requests_are_refused_naming_what_is_wrong(
     assert needle in _refused(
         run_module, engines, model_args(DETECTOR, engines, device_identity=JETSON, **extra)
     )
+
+
+def test_on_a_cpu_without_bf16_auto_is_the_fp32_engine_and_bf16_by_name_is_refused(
+    run_module: ModuleRun, engines: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A device whose /proc/cpuinfo names no bf16 instructions (read through the module's reader)."""
+    real_read = model_engine._read
+    monkeypatch.setattr(
+        model_engine, "_read", lambda p: NO_BF16_CPU if p == "/proc/cpuinfo" else real_read(p)
+    )
+    auto = run_module(model_args(DETECTOR, engines, backend="openvino", precision="auto"), check=True)
+    fp32 = run_module(model_args(DETECTOR, engines, backend="openvino", precision="fp32"), check=True)
+    assert auto["precision"] == auto["key_fields"]["precision"] == "fp32"
+    assert "no bf16 instructions" in auto["precision_reason"] and auto["key"] == fp32["key"]
+    msg = _refused(run_module, engines, model_args(DETECTOR, engines, backend="openvino", precision="bf16"))
+    assert "precision 'bf16' needs a CPU with bf16 instructions" in msg and "ask for auto" in msg
+
+
+APP_RESOLVE = """
+import json, sys
+from rvm_edge.backends.openvino import resolve_precision
+print(json.dumps([resolve_precision("auto", c) for c in json.loads(sys.argv[1])]))
+"""
+
+
+def test_rvm_edge_runs_the_detector_at_the_precision_the_engine_was_built_at() -> None:
+    """rvm-edge compiles the OpenVINO detector itself (models.precision auto): the same CPUs must get
+    bf16 from it as from the module, or the engine's key would name a precision the device does not run."""
+    import subprocess
+
+    from ansible.module_utils.model_engine_core import Request, resolve_precision
+
+    cpus = [
+        NO_BF16_CPU,
+        "flags\t\t: avx512f avx512_bf16\n",
+        "flags\t\t: amx_bf16\n",
+        "Features\t: bf16\n",
+        "",
+    ]
+    done = subprocess.run(
+        [str(APP_PYTHON), "-c", APP_RESOLVE, json.dumps(cpus)], capture_output=True, text=True, check=True
+    )
+    req = Request("d", "/d.onnx", "a" * 64, (1, 3, 320, 320), "openvino", "auto")
+    module = [resolve_precision(req, native_bf16(c))[0].precision for c in cpus]
+    assert [{"bf16": "bf16", "fp32": "f32"}[m] for m in module] == json.loads(done.stdout)
+    assert module == ["fp32", "bf16", "bf16", "fp32", "fp32"]
 
 
 def test_the_worker_runs_in_the_given_venv() -> None:
