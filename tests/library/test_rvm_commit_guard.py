@@ -52,6 +52,8 @@ def device(tmp_path: Path) -> Iterator[dict[str, Any]]:
         bundle = make_bundle(tmp_path / "bundles", version)
         assert not module({"root": str(root), "state": "present", "bundle": str(bundle)}).get("failed")
         assert not module({"root": str(root), "state": "current", "version": version}).get("failed")
+        # as the role renders it: each release's config beside its code
+        (root / "releases" / version / "config.yml").write_text(f"# the config of {version}\n")
     lib = tmp_path / "lib"
     (lib / "ansible" / "module_utils").mkdir(parents=True)
     for name in SHIPPED:
@@ -173,7 +175,10 @@ def test_a_newer_schema_is_migrated_down_by_the_release_that_wrote_it(device: di
     assert device["guard"]().returncode == 0
     log = calls(device)
     assert "stop rvm-edge.service" in log
-    assert "releases/2.0.0/venv/bin/rvm-edge db migrate --config /etc/rvm-edge/config.yml --to 2" in log
+    root = device["root"]
+    assert (
+        f"releases/2.0.0/venv/bin/rvm-edge db migrate --config {root}/releases/2.0.0/config.yml --to 2" in log
+    )
 
 
 def test_when_migrating_down_fails_the_snapshot_is_restored_and_without_one_nothing_switches(
@@ -196,10 +201,26 @@ def test_when_migrating_down_fails_the_snapshot_is_restored_and_without_one_noth
     (snapshots / "schema2-before-2.0.0.sqlite3").write_text("db")
     assert device["guard"]().returncode == 0
     assert (
-        f"releases/1.0.0/venv/bin/rvm-edge db restore --config /etc/rvm-edge/config.yml {snapshots}"
+        f"releases/1.0.0/venv/bin/rvm-edge db restore --config {device['root']}/releases/1.0.0/config.yml {snapshots}"
         in calls(device)
     )
     assert Path(device["root"] / "current").resolve().name == "1.0.0"
+
+
+def test_a_release_without_its_config_is_never_switched_to(device: dict[str, Any]) -> None:
+    """Each release starts with the config rendered for it (its engines): without one it could not start,
+    so neither the guard nor the play's go-back moves the database or `current` to it."""
+    (device["root"] / "releases" / "1.0.0" / "config.yml").unlink()
+    done = device["guard"]("go-back", "--to", "1.0.0", "--from", "2.0.0")
+    message = json.loads(done.stdout)["msg"]
+    assert done.returncode == 1 and "release 1.0.0 has no config" in message and "deploy 1.0.0" in message
+    assert "db " not in calls(device), "the database was touched before the target's config was checked"
+    pend(device, 0.2)
+    assert device["guard"]().returncode == 0
+    assert Path(device["root"] / "current").resolve().name == "2.0.0"
+    line = json.loads((device["root"] / "deploys.jsonl").read_text().splitlines()[-1])
+    assert line["result"].startswith("failed: release 1.0.0 has no config"), line
+    assert "db " not in calls(device) and "restart" not in calls(device)
 
 
 def test_a_manual_rollback_meanwhile_clears_the_pending_commit_without_touching_the_service(

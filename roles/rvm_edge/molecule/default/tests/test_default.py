@@ -38,7 +38,12 @@ def test_venv_was_built_from_the_bundle_only(host) -> None:
 
 
 def test_config_is_readable_by_the_service_only(host) -> None:
-    config = host.file("/etc/rvm-edge/config.yml")
+    """The config path is a link through `current` to the config rendered for that release."""
+    link = host.file("/etc/rvm-edge/config.yml")
+    assert link.is_symlink
+    current = host.file("/opt/rvm-edge/current").linked_to
+    assert link.linked_to == f"{current}/config.yml"
+    config = host.file(link.linked_to)
     assert config.user == "root"
     assert config.group == "rvm"
     assert config.mode == 0o640
