@@ -47,3 +47,14 @@ def test_onnxruntime_when_asked_and_a_bad_backend_refused(tmp_path: Path) -> Non
     bad = play(tmp_path, "-e", "jetson_runtime_cpu_backend=tflite")
     assert bad.returncode != 0
     assert "jetson_runtime_cpu_backend is 'tflite', expected one of openvino, onnxruntime" in bad.stdout
+
+
+def test_swap_is_left_alone_off_a_jetson(tmp_path: Path) -> None:
+    """zram settings are for Jetsons: here even jetson_runtime_zram=disabled changes nothing."""
+    before = Path("/proc/swaps").read_text()
+    proc = play(tmp_path, "-e", "jetson_runtime_zram=disabled")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert re.search(r"changed=0 ", proc.stdout), proc.stdout
+    assert not Path("/etc/default/rvm-zram").exists()
+    assert not Path("/etc/systemd/system/rvm-zram.service").exists()
+    assert Path("/proc/swaps").read_text() == before
