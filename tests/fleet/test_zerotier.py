@@ -26,7 +26,6 @@ from fleet_helpers import (
     Recap,
     lab_attachment,
     lab_inventory,
-    opt_in,
     playbook,
     sh,
     sim_get,
@@ -120,9 +119,6 @@ def new_device(fleet: Recap) -> Iterator[str]:
         assert sh(["podman", "container", "exists", NEW]).returncode == 1
 
 
-# Passed on the lab (2026-12-06: join 18.6 s, converge 172 s, first deposit 2.2 s later, a second
-# site.yml after it changed nothing); outside CI's time budget for now.
-@opt_in("RVM_FLEET_ZEROTIER_ENROLL", "enrolling a fourth lab device", "~4.5 min")
 def test_a_new_device_is_enrolled_converged_and_delivers(new_device: str, tmp_path: Path) -> None:
     start = time.monotonic()
     address = lab_address(new_device)
