@@ -89,9 +89,15 @@ def power_on(host: str, attachment: tuple[str, str, str]) -> None:
     """Stand-in for a board's power-on: start a stopped lab container again with the address and MAC it
     had (a device keeps its DHCP reservation and ZeroTier address; podman would hand out the next free
     address), then apply the persisted net.* sysctls, which systemd-sysctl does at boot on a device and
-    the lab image masks."""
+    the lab image masks.
+
+    `podman container cleanup` first: a container whose PID 1 has just ended is "stopped" until
+    conmon's cleanup has torn its network down, and until then its address is still leased (to
+    itself), so a start that asks for that address fails "requested IP address ... is not
+    available" (seen in CI). The cleanup waits for the container's lock and is a no-op once done."""
     lab_net, ip, mac = attachment
     for args in (
+        ["podman", "container", "cleanup", host],
         ["podman", "network", "disconnect", lab_net, host],
         ["podman", "network", "connect", "--ip", ip, "--mac-address", mac, lab_net, host],
         ["podman", "start", host],
