@@ -500,6 +500,12 @@ def cmd_image(_: argparse.Namespace) -> None:
     print(build_image())
 
 
+def cmd_ssh_key(_: argparse.Namespace) -> None:
+    """The role scenarios log in with the lab key too (lab/molecule/ssh.yml), lab up or not."""
+    ensure_ssh_key()
+    print(SSH_KEY)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="labctl", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -510,6 +516,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     sub.add_parser("clean", help="down, then remove the cached lab images").set_defaults(func=cmd_clean)
     sub.add_parser("status", help="one line per lab host").set_defaults(func=cmd_status)
+    sub.add_parser("ssh-key", help="make the lab's ssh key if missing; print its path").set_defaults(
+        func=cmd_ssh_key
+    )
     shell = sub.add_parser("shell", help="open a shell in a lab host")
     shell.add_argument("host")
     shell.set_defaults(func=cmd_shell)

@@ -95,3 +95,18 @@ def test_recreated_containers_lose_their_cached_facts(
         (tmp_path / name).write_text("{}")
     labctl.forget_facts(["rvm-platform", "rvm-monitor", "rvm-lab-99"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s1_rvm-lab-01"]
+
+
+def test_ssh_key_is_made_once_and_its_path_printed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """lab/run-molecule.sh asks for the key before any lab exists: the role scenarios log in with it."""
+    labctl = load_labctl()
+    key = tmp_path / ".lab" / "ssh" / "id_ed25519"
+    monkeypatch.setattr(labctl, "SSH_KEY", key)
+    assert labctl.main(["ssh-key"]) == 0
+    assert capsys.readouterr().out.strip() == str(key)
+    first = (key.parent / "id_ed25519.pub").read_text()
+    assert first.startswith("ssh-ed25519 ") and oct(key.stat().st_mode & 0o777) == "0o600"
+    assert labctl.main(["ssh-key"]) == 0
+    assert (key.parent / "id_ed25519.pub").read_text() == first  # kept, not replaced
