@@ -35,8 +35,12 @@ class LabError(Exception):
     """The lab is not in a state the suite can measure (down, not converged): the message says which."""
 
 
-def sh(args: list[str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False)
+def sh(
+    args: list[str], timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        args, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False, env=env
+    )
 
 
 def podman_exec(host: str, script: str, timeout: float = 60) -> str:
