@@ -14,6 +14,7 @@ from rvm_backup.journal import Journal, password_file_secret
 from rvm_backup.report import cmd_check_config, cmd_snapshots, cmd_status
 from rvm_backup.restore import cmd_restore
 from rvm_backup.run import cmd_run
+from rvm_backup.strays import own_cgroup_procs, wait_for_strays
 
 DESCRIPTION = "Device-side driver of the restic backups of an RVM (rvm-edge's SQLite data and config)."
 COMMANDS = {
@@ -76,4 +77,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         journal.error(str(exc))
     except OSError as exc:  # a directory that cannot be created, a full disk: a message, not a traceback
         journal.error(f"{exc.filename or ''}: {exc.strerror or exc}" if exc.filename else str(exc))
+    finally:
+        wait_for_strays(own_cgroup_procs())  # restic's ssh, before systemd sees the main process exit
     return EXIT_FAILED
