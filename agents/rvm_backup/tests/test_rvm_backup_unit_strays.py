@@ -17,10 +17,38 @@ def test_the_unified_cgroup_is_found_and_absent_outside_cgroup_v2(tmp_path: Path
     (unit / "cgroup.procs").write_text("42\n")
     me = tmp_path / "cgroup"
     me.write_text("0::/system.slice/rvm-backup.service\n")
-    assert own_cgroup_procs(me, tmp_path) == unit / "cgroup.procs"
-    me.write_text("12:pids:/system.slice/rvm-backup.service\n")  # cgroup v1 only
-    assert own_cgroup_procs(me, tmp_path) is None
-    assert own_cgroup_procs(tmp_path / "missing", tmp_path) is None
+    assert own_cgroup_procs(me, tmp_path, exec_pid="7", me=7) == unit / "cgroup.procs"
+    me.write_text("12:pids:/system.slice/rvm-backup.service\n")  # no hierarchy systemd tracks units in
+    assert own_cgroup_procs(me, tmp_path, exec_pid="7", me=7) is None
+
+
+def test_a_hybrid_host_uses_the_name_systemd_hierarchy(tmp_path: Path) -> None:
+    """The lab's podman containers: the 0:: line names the container, name=systemd the unit."""
+    unit = tmp_path / "systemd" / "libpod_parent" / "libpod-1" / "system.slice" / "rvm-backup.service"
+    unit.mkdir(parents=True)
+    (unit / "cgroup.procs").write_text("7\n")
+    (tmp_path / "libpod_parent" / "libpod-1").mkdir(parents=True)
+    (tmp_path / "libpod_parent" / "libpod-1" / "cgroup.procs").write_text("1\n7\n")
+    me = tmp_path / "cgroup"
+    me.write_text(
+        "9:name=systemd:/libpod_parent/libpod-1/system.slice/rvm-backup.service\n"
+        "8:pids:/libpod_parent/libpod-1\n"
+        "0::/libpod_parent/libpod-1\n"
+    )
+    assert own_cgroup_procs(me, tmp_path, exec_pid="7", me=7) == unit / "cgroup.procs"
+    assert own_cgroup_procs(tmp_path / "missing", tmp_path, exec_pid="7", me=7) is None
+
+
+def test_only_a_units_main_process_waits(tmp_path: Path) -> None:
+    """Run by hand or by Ansible's validate: a login session's cgroup, never empty: no wait."""
+    unit = tmp_path / "user.slice" / "session-3.scope"
+    unit.mkdir(parents=True)
+    (unit / "cgroup.procs").write_text("7\n8\n")
+    me = tmp_path / "cgroup"
+    me.write_text("0::/user.slice/session-3.scope\n")
+    assert own_cgroup_procs(me, tmp_path, exec_pid="", me=7) is None  # no SYSTEMD_EXEC_PID
+    assert own_cgroup_procs(me, tmp_path, exec_pid="5", me=7) is None  # a child of the unit's process
+    assert own_cgroup_procs(me, tmp_path, exec_pid="7", me=7) == unit / "cgroup.procs"
 
 
 def test_returns_once_only_this_process_is_left(tmp_path: Path) -> None:
