@@ -11,44 +11,48 @@ from pathlib import Path
 from rvm_backup.strays import own_cgroup_procs, wait_for_strays
 
 
+def cgroup_tree(root: Path, procs: dict[str, str], self_cgroup: str) -> Path:
+    """A fake /sys/fs/cgroup under ``root`` (path -> cgroup.procs) and a /proc/self/cgroup."""
+    for path, pids in procs.items():
+        (root / path).mkdir(parents=True)
+        (root / path / "cgroup.procs").write_text(pids)
+    (root / "self-cgroup").write_text(self_cgroup)
+    return root / "self-cgroup"
+
+
 def test_the_unified_cgroup_is_found_and_absent_outside_cgroup_v2(tmp_path: Path) -> None:
-    unit = tmp_path / "system.slice" / "rvm-backup.service"
-    unit.mkdir(parents=True)
-    (unit / "cgroup.procs").write_text("42\n")
-    me = tmp_path / "cgroup"
-    me.write_text("0::/system.slice/rvm-backup.service\n")
-    assert own_cgroup_procs(me, tmp_path, exec_pid="7", me=7) == unit / "cgroup.procs"
+    me = cgroup_tree(
+        tmp_path, {"system.slice/rvm-backup.service": "42\n"}, "0::/system.slice/rvm-backup.service\n"
+    )
+    assert (
+        own_cgroup_procs(me, tmp_path, exec_pid="7", me=7)
+        == tmp_path / "system.slice/rvm-backup.service/cgroup.procs"
+    )
     me.write_text("12:pids:/system.slice/rvm-backup.service\n")  # no hierarchy systemd tracks units in
     assert own_cgroup_procs(me, tmp_path, exec_pid="7", me=7) is None
 
 
 def test_a_hybrid_host_uses_the_name_systemd_hierarchy(tmp_path: Path) -> None:
     """The lab's podman containers: the 0:: line names the container, name=systemd the unit."""
-    unit = tmp_path / "systemd" / "libpod_parent" / "libpod-1" / "system.slice" / "rvm-backup.service"
-    unit.mkdir(parents=True)
-    (unit / "cgroup.procs").write_text("7\n")
-    (tmp_path / "libpod_parent" / "libpod-1").mkdir(parents=True)
-    (tmp_path / "libpod_parent" / "libpod-1" / "cgroup.procs").write_text("1\n7\n")
-    me = tmp_path / "cgroup"
-    me.write_text(
-        "9:name=systemd:/libpod_parent/libpod-1/system.slice/rvm-backup.service\n"
-        "8:pids:/libpod_parent/libpod-1\n"
-        "0::/libpod_parent/libpod-1\n"
+    unit = "libpod_parent/libpod-1/system.slice/rvm-backup.service"
+    me = cgroup_tree(
+        tmp_path,
+        {f"systemd/{unit}": "7\n", "libpod_parent/libpod-1": "1\n7\n"},
+        f"9:name=systemd:/{unit}\n8:pids:/libpod_parent/libpod-1\n0::/libpod_parent/libpod-1\n",
     )
-    assert own_cgroup_procs(me, tmp_path, exec_pid="7", me=7) == unit / "cgroup.procs"
+    assert own_cgroup_procs(me, tmp_path, exec_pid="7", me=7) == tmp_path / "systemd" / unit / "cgroup.procs"
     assert own_cgroup_procs(tmp_path / "missing", tmp_path, exec_pid="7", me=7) is None
 
 
 def test_only_a_units_main_process_waits(tmp_path: Path) -> None:
     """Run by hand or by Ansible's validate: a login session's cgroup, never empty: no wait."""
-    unit = tmp_path / "user.slice" / "session-3.scope"
-    unit.mkdir(parents=True)
-    (unit / "cgroup.procs").write_text("7\n8\n")
-    me = tmp_path / "cgroup"
-    me.write_text("0::/user.slice/session-3.scope\n")
+    me = cgroup_tree(tmp_path, {"user.slice/session-3.scope": "7\n8\n"}, "0::/user.slice/session-3.scope\n")
     assert own_cgroup_procs(me, tmp_path, exec_pid="", me=7) is None  # no SYSTEMD_EXEC_PID
     assert own_cgroup_procs(me, tmp_path, exec_pid="5", me=7) is None  # a child of the unit's process
-    assert own_cgroup_procs(me, tmp_path, exec_pid="7", me=7) == unit / "cgroup.procs"
+    assert (
+        own_cgroup_procs(me, tmp_path, exec_pid="7", me=7)
+        == tmp_path / "user.slice/session-3.scope/cgroup.procs"
+    )
 
 
 def test_returns_once_only_this_process_is_left(tmp_path: Path) -> None:
