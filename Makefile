@@ -11,7 +11,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_FORCE_COLOR ?= 1
 export PY_COLORS ?= 1
 
-.PHONY: help deps lab lab-up lab-down lab-status lab-image converge test lint unit sim-test app-test toolchain-test molecule fleet-test lock clean
+.PHONY: help deps lab lab-up lab-down lab-status lab-image converge test lint unit sim-test app-test toolchain-test molecule fleet-test lock clean ee
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
@@ -42,6 +42,19 @@ lab-status: $(VENV)/.installed ## one line per lab host
 
 lab-image: deps ## build the lab image if its recipe changed
 	@$(VENV)/bin/python lab/labctl.py image
+
+# The execution environment (execution-environment.yml, docs/execution-environment.md): ansible-builder
+# on podman FROM the lab image (its recipe: lab/image), offline but for Debian's apt: the wheels are
+# downloaded here first, pinned by the control lock. ~1 min; podman's layer cache makes a rebuild of
+# unchanged inputs a few seconds.
+EE_IMAGE ?= localhost/rvm-ee:latest
+ee: deps ## build the execution environment $(EE_IMAGE) for AWX / rvm-fleet --ee
+	@mkdir -p .cache/ee
+	$(VENV)/bin/pip download --quiet --disable-pip-version-check --only-binary=:all: \
+		-d .cache/ee/wheels -c requirements/control.txt -r requirements/ee-wheels.txt
+	$(VENV)/bin/ansible-builder build -f execution-environment.yml -c .cache/ee/context \
+		--container-runtime podman -t $(EE_IMAGE) \
+		--build-arg EE_BASE_IMAGE=$$($(VENV)/bin/python lab/labctl.py image | tail -n 1)
 
 converge: release ## build the release bundle, then ansible-playbook site.yml against the lab
 	ansible-playbook site.yml
@@ -102,7 +115,7 @@ app-test: ## the rvm-edge device runtime: unit and service tests, on Python 3.10
 toolchain-test: ## the model toolchain (torch venv): export, INT8, SAM2 lab export, ultralytics match, lab mAP50 on the unseen test split
 	$(MAKE) -C toolchain test
 
-fleet-test: deps release ## the lab fleet end to end: up, converge (rvm-edge on every device), the fleet checks, again (changed=0), the deploy scenario (molecule/deploy), down
+fleet-test: deps release ee ## the lab fleet end to end: up, converge (rvm-edge on every device), the fleet checks, again in the execution environment (changed=0), the deploy scenario (molecule/deploy), down
 	pytest -q -s --durations=25 tests/fleet
 
 .PHONY: prodtest

@@ -148,6 +148,7 @@ def test_aborted_batch_exits_3_and_later_batches_never_start(tmp_path: Path) -> 
         (["history", "nope"], "no run 'nope'"),
         (["deploy"], "the following arguments are required: version"),
         (["frobnicate"], "invalid choice"),
+        (["converge", "--ee", "localhost/rvm-ee:no-such-tag"], "no such image on this control node"),
     ],
 )
 def test_bad_usage_exits_2_and_starts_nothing(project: Path, args: list[str], message: str) -> None:

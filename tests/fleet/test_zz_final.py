@@ -1,5 +1,6 @@
 """Last in the session (name order): the fleet converged by every test before, a second `site.yml`
-changes nothing, check mode reports nothing (RVM_FLEET_CHECK_MODE=1; each role's Molecule scenario
+(run by `rvm-fleet converge` inside the execution environment `make ee` built, through the ZeroTier
+inventory plugin, as AWX would run it) changes nothing, check mode reports nothing (RVM_FLEET_CHECK_MODE=1; each role's Molecule scenario
 checks it in CI), the fleet deploy scenario (Molecule, molecule/deploy) runs
 on this converged lab, `lab up` again changes nothing, and `lab down` removes the lab's containers,
 network and volumes and nothing else.
@@ -7,22 +8,118 @@ network and volumes and nothing else.
 
 from __future__ import annotations
 
+import ast
+import json
+import os
+import re
 import sys
 import time
 from pathlib import Path
 
-from fleet_helpers import FIGURES, LABCTL, Recap, lab_hosts, opt_in, playbook, sh
+from fleet_helpers import FIGURES, LABCTL, ROOT, Recap, lab_hosts, opt_in, playbook, sh
 
 SENTINEL = "rvm-fleet-test-sentinel"
+EE_IMAGE = os.environ.get("RVM_FLEET_TEST_EE", "localhost/rvm-ee:latest")  # make ee (fleet-test needs it)
+ZT_INVENTORY = "inventories/lab-zerotier"
+CONVERGE_SUMMARY = re.compile(r'"msg": "(\d+) to converge, (\d+) current: (\{.*\})"')
 
 
-def test_second_run_changes_nothing(fleet: Recap) -> None:
-    recap, stdout, elapsed = playbook()
-    FIGURES["second_converge_s"] = round(elapsed, 1)
-    changed = {host: r["changed"] for host, r in recap.items() if r["changed"]}
+def fast_converge(*extra: str) -> tuple[int, int, dict[str, str], Recap, float]:
+    """`ansible-playbook -i inventories/lab-zerotier site.yml` on the control node (the same intent as
+    the EE run's records): pending, current, each host's reason, the recap and the seconds."""
+    recap, stdout, elapsed = playbook("-i", ZT_INVENTORY, *extra)
+    found = CONVERGE_SUMMARY.search(stdout)
+    assert found, stdout[-3000:]
+    reasons = ast.literal_eval(found.group(3))
+    return int(found.group(1)), int(found.group(2)), reasons, recap, elapsed
+
+
+def test_second_run_in_the_execution_environment_changes_nothing(fleet: Recap) -> None:
+    """site.yml again, as AWX runs it: in the EE container (ansible-runner process isolation on
+    podman), hosts and groups from ZeroTier Central through the plugin, ssh to their addresses.
+    Nothing changes on any host, so the EE converges exactly as the control venv did."""
+    rvm_fleet = str(Path(sys.executable).parent / "rvm-fleet")
+    cmd = [rvm_fleet, "converge", "--full", "--ee", EE_IMAGE, "-i", ZT_INVENTORY, "--json"]
+    start = time.monotonic()
+    proc = sh(cmd, timeout=1500)
+    FIGURES["second_converge_ee_s"] = round(time.monotonic() - start, 1)
+    assert proc.stdout.strip(), proc.stderr[-3000:]
+    record = json.loads(proc.stdout)
+    artifacts = ROOT / ".cache" / "rvm-fleet" / "artifacts" / record["ident"]
+    stdout = (artifacts / "stdout").read_text(errors="replace")
+    runner = json.loads((artifacts / "command").read_text())["command"]
+    assert runner[:2] == ["podman", "run"] and EE_IMAGE in runner, runner
+    assert f"{len(lab_hosts())} to converge, 0 current" in stdout  # --full: no host skipped
+    stats = {h: s for h, s in record["detail"]["stats"].items() if h != "localhost"}
+    assert sorted(stats) == sorted(lab_hosts()), stats
+    changed = {host: s["changed"] for host, s in stats.items() if s.get("changed")}
     assert not changed, f"not idempotent: {changed}\n" + "\n".join(
         line for line in stdout.splitlines() if line.startswith("changed:")
     )
+    assert proc.returncode == 0 and record["status"] == "successful", stdout[-4000:]
+
+
+def test_a_no_change_converge_skips_every_host(fleet: Recap) -> None:
+    """Right after a full converge: every host's record holds, so site.yml ends at once for all of
+    them; the figures are the no-change converge's seconds for 1, 3 and 6 hosts (issue 14's budget:
+    <= 30 s for the six-host lab) and the cost of one more host."""
+    seconds = {}
+    for limit, count in (("rvm-lab-01", 1), ("rvm_devices", 3), ("all", 6)):
+        pending, current, reasons, recap, elapsed = fast_converge("-l", limit)
+        assert (pending, current) == (0, count), reasons
+        assert all(r["changed"] == 0 for r in recap.values()), recap
+        seconds[count] = round(elapsed, 1)
+    FIGURES["no_change_converge_s"] = seconds
+    FIGURES["no_change_converge_s_per_extra_host"] = round((seconds[6] - seconds[1]) / 5, 2)
+
+
+def test_drift_by_hand_brings_only_that_host_back_and_is_repaired(fleet: Recap) -> None:
+    """An operator edits a file the converge manages on one host: the next no-change converge finds
+    the drift there (and nowhere else), converges that host in full, which puts the file back, and
+    records it again."""
+    host = "rvm-backup"
+    managed = "/etc/ssh/sshd_config.d/50-rvm-hardening.conf"
+    before = sh(["podman", "exec", host, "sha1sum", managed]).stdout.split()[0]
+    sh(["podman", "exec", host, "sh", "-c", f"echo '# by hand' >> {managed}"])
+    pending, current, reasons, recap, elapsed = fast_converge()
+    FIGURES["drift_converge_s"] = round(elapsed, 1)
+    assert (pending, current) == (1, len(lab_hosts()) - 1), reasons
+    assert reasons[host] == f"drift: {managed}", reasons
+    assert recap[host]["changed"] > 0 and all(
+        r["changed"] == 0 for h, r in recap.items() if h not in (host, "localhost")
+    ), recap
+    assert sh(["podman", "exec", host, "sha1sum", managed]).stdout.split()[0] == before
+    assert fast_converge("-l", host)[:2] == (0, 1)
+
+
+def test_the_zerotier_plugin_is_an_awx_inventory_source(fleet: Recap) -> None:
+    """As AWX updates an inventory source from a project: ansible-inventory in the EE, the token from
+    a credential's environment variable (none in the source file), the lab's hosts and groups out."""
+    import ansible_runner
+
+    source = ROOT / ".cache" / "awx-source" / "fleet.zerotier.yml"
+    source.parent.mkdir(parents=True, exist_ok=True)
+    text = (ROOT / "inventories" / "lab-zerotier" / "lab.zerotier.yml").read_text()
+    source.write_text(text.replace("token_file: ../../.lab/zerotier-central-token", ""))
+    token = (ROOT / ".lab" / "zerotier-central-token").read_text().strip()
+    out, err = ansible_runner.get_inventory(
+        action="list",
+        inventories=[str(source)],
+        response_format="json",
+        process_isolation=True,
+        process_isolation_executable="podman",
+        container_image=EE_IMAGE,
+        container_volume_mounts=[f"{ROOT}:{ROOT}"],
+        container_options=["--network=host", "--user=0"],
+        envvars={"ZEROTIER_TOKEN": token, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")},
+        quiet=True,
+    )
+    assert isinstance(out, dict), err
+    hosts = sorted(out["_meta"]["hostvars"])
+    assert hosts == sorted(lab_hosts()), (hosts, err)
+    for group in ("rvm_devices", "monitoring_servers", "backup_servers", "platform_simulators"):
+        assert out[group]["hosts"], (group, out.get(group))
+    assert token not in json.dumps(out)
 
 
 @opt_in(
@@ -31,7 +128,7 @@ def test_second_run_changes_nothing(fleet: Recap) -> None:
     "~5 min; every role's Molecule scenario runs its own check stage in CI",
 )
 def test_check_mode_reports_no_change_on_a_converged_fleet(fleet: Recap) -> None:
-    recap, _, _ = playbook("--check", "--diff")
+    recap, _, _ = playbook("--check", "--diff", "-e", "rvm_converge_force=true")  # every task, no fast path
     assert all(r["changed"] == 0 and r["failed"] == 0 for r in recap.values()), recap
 
 

@@ -14,7 +14,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from rvm_fleet import errors, execute, runs, status
+from rvm_fleet import ee, errors, execute, runs, status
 from rvm_fleet import project as proj
 from rvm_fleet.display import choose
 from rvm_fleet.lock import exclusive
@@ -32,6 +32,13 @@ def build_parser() -> Parser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-i", "--inventory", help="inventory (default: ansible.cfg's)")
     common.add_argument("--json", action="store_true", help="machine-readable output only")
+    common.add_argument(
+        "--ee",
+        metavar="IMAGE",
+        default=os.environ.get("RVM_FLEET_EE"),
+        help="run the playbook inside this execution environment (podman; `make ee` builds"
+        " localhost/rvm-ee:latest; default: $RVM_FLEET_EE, else the control venv)",
+    )
     p = Parser(prog="rvm-fleet", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
     d = sub.add_parser("deploy", parents=[common], help="deploy.yml: a release to the devices")
@@ -44,6 +51,11 @@ def build_parser() -> Parser:
     r.add_argument("-l", "--limit")
     c = sub.add_parser("converge", parents=[common], help="site.yml")
     c.add_argument("-l", "--limit")
+    c.add_argument(
+        "--full",
+        action="store_true",
+        help="converge every host in full, even one whose last converge still holds (docs/converge.md)",
+    )
     s = sub.add_parser("status", parents=[common], help="one row per device")
     s.add_argument("-l", "--limit")
     s.add_argument(
@@ -116,7 +128,8 @@ def _plan(
         extra = {"rvm_edge_rollback_to": args.to} if args.to else {}
         return "playbooks/rollback.yml", args.limit, _hosts(project, args.limit), extra
     if cmd == "converge":
-        return "site.yml", args.limit, _hosts(project, args.limit, "all"), {}
+        extra = {"rvm_converge_force": True} if args.full else {}
+        return "site.yml", args.limit, _hosts(project, args.limit, "all"), extra
     if cmd == "backup":
         return (
             "playbooks/backup.yml",
@@ -148,6 +161,8 @@ def run_command(args: argparse.Namespace, argv: list[str]) -> int:
     playbook, limit, planned, extra = _plan(args, project)
     extra = _extravars(args, extra)
     project.playbook(playbook)
+    if args.ee:
+        ee.check_image(args.ee)
     artifacts = project.cache / "artifacts"
     record = runs.RunRecord(
         ident=runs.unique_ident(artifacts, args.command),
@@ -157,13 +172,15 @@ def run_command(args: argparse.Namespace, argv: list[str]) -> int:
         limit=limit,
         who=runs.who(),
         started=time.time(),
-        detail={"extravars": extra},
+        detail={"extravars": extra, **({"execution_environment": args.ee} if args.ee else {})},
     )
     display = choose(args.json)
     if args.command in ("deploy", "rollback", "restore"):
         with exclusive(project.cache / "deploy.lock", "a deploy, rollback or restore"):
-            return execute.run_playbook(project, record, planned, display, extra).exit_code or 0
-    return execute.run_playbook(project, record, planned, display, extra).exit_code or 0
+            return (
+                execute.run_playbook(project, record, planned, display, extra, image=args.ee).exit_code or 0
+            )
+    return execute.run_playbook(project, record, planned, display, extra, image=args.ee).exit_code or 0
 
 
 def _print_table(rows: list[list[str]]) -> None:

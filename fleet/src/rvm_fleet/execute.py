@@ -18,7 +18,7 @@ from typing import Any
 
 import ansible_runner
 
-from rvm_fleet import errors, runs
+from rvm_fleet import ee, errors, runs
 from rvm_fleet.display import Display
 from rvm_fleet.progress import Progress
 from rvm_fleet.project import Project
@@ -43,8 +43,10 @@ def run_playbook(
     display: Display,
     extravars: dict[str, Any] | None = None,
     envvars: dict[str, str] | None = None,
+    image: str | None = None,
 ) -> runs.RunRecord:
-    """Run ``record.playbook`` (limited to ``record.limit``) and return the finished record."""
+    """Run ``record.playbook`` (limited to ``record.limit``) and return the finished record; inside
+    the execution environment ``image`` when one is named (rvm_fleet.ee)."""
     artifacts = project.cache / "artifacts"
     runs.save(artifacts, record)
     progress = Progress(planned)
@@ -66,6 +68,12 @@ def run_playbook(
     # beside a deploy) never read each other's; the artifacts all go to one artifacts/ directory.
     private = project.cache / "private" / record.ident
     private.mkdir(parents=True, exist_ok=True)
+    env = {**project.env(), **(envvars or {})}
+    if image:
+        where = ee.runner_settings(project, image, private, artifacts)
+        env.pop("PATH")  # the control venv's bin is not in the container; the EE's ansible is on its PATH
+    else:
+        where = {"inventory": str(project.inventory)}
     previous = signal.signal(signal.SIGINT, lambda *_: cancel.set())
     try:
         display.start(progress, record)
@@ -74,10 +82,10 @@ def run_playbook(
             artifact_dir=str(artifacts),
             project_dir=str(project.root),
             playbook=record.playbook,
-            inventory=str(project.inventory),
             limit=record.limit,
             extravars=extravars or {},
-            envvars={**project.env(), **(envvars or {})},
+            envvars=env,
+            **where,
             ident=record.ident,
             quiet=True,
             **project.fact_cache(),

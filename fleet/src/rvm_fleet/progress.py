@@ -143,4 +143,5 @@ class Progress:
             "failed_hosts": self.failed_hosts,
             "never_started": self.never_started,
             "aborted": self.aborted,
+            "stats": self.stats,  # the play recap per host: ok, changed, failures, dark, skipped, ...
         }
