@@ -350,6 +350,19 @@ def test_status_from_prometheus(tmp_path: Path, prom: PrometheusClient) -> None:
         check=False,
     )
     assert {r["source"] for r in json.loads(found.stdout)} == {"prometheus"}, found.stderr
+    # a remembered URL that no longer answers (the monitoring server moved) is asked for again
+    remembered = project / ".cache" / "rvm-fleet" / "prometheus-url.json"
+    stale = json.loads(remembered.read_text())
+    remembered.write_text(json.dumps({**stale, "url": "http://127.0.0.1:9"}))
+    moved = subprocess.run(
+        [*RVM_FLEET, "status", "-l", "rvm_devices", "--json"],
+        env={**env, "RVM_FLEET_PROJECT": str(project)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert {r["source"] for r in json.loads(moved.stdout)} == {"prometheus"}, moved.stderr
+    assert json.loads(remembered.read_text())["url"] == stale["url"]
     table = cli(project, "status", "--prometheus", prom.base_url).stdout.splitlines()
     assert table[0].split()[:4] == ["DEVICE", "REACHABLE", "VERSION", "READY"]
     assert table[1].split()[:4] == ["dev-a", "yes", "0.1.0", "yes"]

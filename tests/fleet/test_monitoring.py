@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import shlex
 import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -101,6 +103,31 @@ def test_prometheus_scrapes_every_device_with_its_inventory_labels(monitor: str)
         )
     rules = get(f"http://{monitor}:9090/api/v1/rules")["data"]["groups"]
     assert {"rvm_slo", "rvm_availability", "rvm_escalation", "rvm_settings"} <= {g["name"] for g in rules}
+
+
+def test_rvm_fleet_status_reads_the_lab_prometheus(monitor: str) -> None:
+    """`rvm-fleet status` on the lab: one row per device from the monitoring server's Prometheus,
+    every device reachable, ready and on a version. Figures: the first call (it asks ansible where
+    Prometheus is) and the next (issue 14's budget: <= 2 s)."""
+    rvm_fleet = str(Path(sys.executable).parent / "rvm-fleet")
+
+    def status() -> tuple[float, list[dict]]:
+        start = time.monotonic()
+        proc = sh([rvm_fleet, "status", "--json"])
+        assert proc.stdout.strip(), proc.stderr
+        return round(time.monotonic() - start, 2), json.loads(proc.stdout)
+
+    first, rows = status()
+    assert sorted(r["device"] for r in rows) == devices()
+    assert {r["source"] for r in rows} == {"prometheus"}, rows
+
+    def all_ready() -> list[dict] | None:  # an earlier check may have left a device restarting
+        rows = status()[1]
+        return rows if all(r["reachable"] and r["ready"] and r["version"] for r in rows) else None
+
+    wait_for("every device ready in rvm-fleet status", all_ready, 60, every_s=2)
+    seconds = [first, status()[0]]
+    FIGURES["rvm_fleet_status_s"] = {"first": seconds[0], "next": seconds[1]}
 
 
 def test_stopped_rvm_edge_alerts_escalates_and_resolves(monitor: str) -> None:

@@ -194,7 +194,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     with ThreadPoolExecutor(2) as pool:  # both ask ansible (~1 s each): in parallel
         url = pool.submit(lambda: args.prometheus or status.discover_prometheus(project))
         hosts = _hosts(project, args.limit)
-        rows = status.collect(project, hosts, url.result())
+        again = None if args.prometheus else lambda: status.discover_prometheus(project, refresh=True)
+        rows = status.collect(project, hosts, url.result(), rediscover=again)
     if args.json:
         print(json.dumps(status.as_json(rows), indent=1))
     else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -110,8 +111,8 @@ PROMETHEUS_URL = (
 DISCOVERY_TTL_S = 3600
 
 
-def discover_prometheus(project: Project) -> str | None:
-    """The inventory's Prometheus URL, remembered for an hour per inventory.
+def discover_prometheus(project: Project, refresh: bool = False) -> str | None:
+    """The inventory's Prometheus URL, remembered for an hour per inventory (``refresh``: ask again).
 
     Asking ansible costs ~1.2 s (the host's vars, vault included), more than the whole status
     budget leaves; --prometheus or RVM_FLEET_PROMETHEUS_URL skip it.
@@ -119,7 +120,8 @@ def discover_prometheus(project: Project) -> str | None:
     cache = project.cache / "prometheus-url.json"
     try:
         known = json.loads(cache.read_text())
-        if known["inventory"] == str(project.inventory) and time.time() - known["at"] < DISCOVERY_TTL_S:
+        fresh = time.time() - known["at"] < DISCOVERY_TTL_S
+        if not refresh and known["inventory"] == str(project.inventory) and fresh:
             return known["url"]
     except (OSError, ValueError, KeyError, TypeError):
         pass
@@ -147,12 +149,21 @@ def _ask_inventory(project: Project) -> str | None:
     return urls[0][1] if urls else None
 
 
-def collect(project: Project, devices: list[str], prometheus_url: str | None) -> list[Row]:
-    if prometheus_url:
+def collect(
+    project: Project,
+    devices: list[str],
+    prometheus_url: str | None,
+    rediscover: Callable[[], str | None] | None = None,
+) -> list[Row]:
+    """Prometheus when it answers; a remembered URL that no longer does (the monitoring server moved,
+    a lab built anew) is asked for again once; else the devices themselves."""
+    tried = set()
+    while prometheus_url and prometheus_url not in tried:
+        tried.add(prometheus_url)
         try:
             return from_prometheus(prometheus_url, devices)
         except PrometheusError:
-            pass
+            prometheus_url = rediscover() if rediscover else None
     return from_devices(project, devices)
 
 
