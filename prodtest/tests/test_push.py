@@ -1,8 +1,8 @@
-"""The bad-config fault's availability figure: the longest stretch of not-ready polls."""
+"""The pushed faults' figures (prodtest.push): the longest stretch of not-ready polls, the first failure."""
 
 from __future__ import annotations
 
-from prodtest.badconfig import first_failure, longest_not_ready
+from prodtest.push import first_failure, longest_not_ready
 
 
 def test_always_ready_is_zero() -> None:
