@@ -1,6 +1,6 @@
 """Device faults: kill -9 of rvm-edge once, then a burst of kills past systemd's start limit, then a
-bad config pushed (prodtest.badconfig), then a release with a corrupt model (prodtest.badmodel);
-each ends with the device ready again without a person, and the recovery time measured.
+bad config pushed (prodtest.badconfig), then a release with a corrupt model (prodtest.badmodel),
+then the wall clock an hour ahead and back (prodtest.clockjump); each ends with the device ready again without a person, and the recovery time measured.
 
 The unit's own restart (RestartSec=) handles one kill; the burst leaves the unit failed by the
 start limit, and rvm-edge-recover.service (OnFailure=) must bring it back after its cool-down.
@@ -14,6 +14,7 @@ import time
 
 from prodtest.badconfig import run_bad_config
 from prodtest.badmodel import run_bad_model
+from prodtest.clockjump import run_clock_jump
 from prodtest.faults import consistency_figures, device_consistency
 from prodtest.figures import Figure, Results
 from prodtest.lab import Lab, LabError, podman_exec, wait_until
@@ -141,6 +142,7 @@ def run_device_faults(lab: Lab, prof: Profile, results: Results) -> None:
         )
         raw["bad_config"] = run_bad_config(lab, device, results)
         raw["bad_model"] = run_bad_model(lab, device, results)
+        raw["clock_jump"] = run_clock_jump(lab, device, results)
     finally:
         # never leave the device down: whatever happened, ask systemd for the service again
         podman_exec(

@@ -69,7 +69,9 @@ class LinkState:
 
     handshake_ok: bool = False
     handshake_at: float | None = None
-    heartbeat_ok_at: float | None = None
+    # time.monotonic() of the last good heartbeat: its age must not jump when the wall clock does (a
+    # Jetson without an RTC battery boots in 1970 and NTP then moves it by decades)
+    heartbeat_ok_mono: float | None = None
     heartbeat_status: str = "never"  # ok | no_technician | auth | blocked | down | never
     heartbeat_error: str | None = None
     maintenance: bool = False
@@ -77,13 +79,15 @@ class LinkState:
     target_model: dict[str, Any] = field(default_factory=dict)
     commands: list[dict[str, Any]] = field(default_factory=list)
 
+    @property
+    def heartbeat_age_s(self) -> float | None:
+        return None if self.heartbeat_ok_mono is None else time.monotonic() - self.heartbeat_ok_mono
+
     def to_json(self) -> dict[str, Any]:
         return {
             "handshake_ok": self.handshake_ok,
             "heartbeat_status": self.heartbeat_status,
-            "heartbeat_age_s": None
-            if self.heartbeat_ok_at is None
-            else round(time.time() - self.heartbeat_ok_at, 1),
+            "heartbeat_age_s": None if self.heartbeat_age_s is None else round(self.heartbeat_age_s, 1),
             "heartbeat_error": self.heartbeat_error,
             "maintenance": self.maintenance,
             "rvm_name": self.identity.get("rvm_name"),
@@ -209,7 +213,7 @@ class Link:
         if reply.ok:
             if self.state.heartbeat_status != "ok":
                 self.on_recovered()  # the outbox need not wait out its backoff
-            self.state.heartbeat_ok_at = time.time()
+            self.state.heartbeat_ok_mono = time.monotonic()
             self.state.heartbeat_status, self.state.heartbeat_error = "ok", None
             commands = reply.body.get("commands")
             if isinstance(commands, list):

@@ -394,8 +394,8 @@ class Service:
             )
         if self.recorder is not None:
             s["in_flight"] = self.recorder.in_flight
-        if self.link is not None and self.link.state.heartbeat_ok_at is not None:
-            s["heartbeat_age_s"] = time.time() - self.link.state.heartbeat_ok_at
+        if self.link is not None and self.link.state.heartbeat_age_s is not None:
+            s["heartbeat_age_s"] = self.link.state.heartbeat_age_s
         s["link_up"] = self.sender is not None and self.sender.state.link == "up"
         s["ready"] = self.readiness()[0]
         return s
