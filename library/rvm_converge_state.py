@@ -19,7 +19,10 @@ description:
     loses its record (unless in check mode), so that a run which then fails on it is never taken for a
     success by the next one."
   - "I(state=recorded): after a full converge, keep I(intent) and the state of I(files) and I(units)
-    as the host has them now."
+    as the host has them now, and the variables in I(published)."
+  - "A current host's I(published) variables come back as facts, so that the hosts that do converge
+    read them as if its roles had run (a ZeroTier address other hosts' firewall rules and scrape
+    targets name)."
   - "I(state=absent): forget the record (the next run converges in full)."
   - The record is the converge's own bookkeeping, not configuration of the host, so this module never
     reports a change.
@@ -57,6 +60,10 @@ options:
     type: list
     elements: str
     default: []
+  published:
+    description: With I(state=recorded), the variables this host's roles set that other hosts read.
+    type: dict
+    default: {}
 """
 
 EXAMPLES = r"""
@@ -79,6 +86,10 @@ reason:
 files:
   description: How many files the record holds.
   type: int
+  returned: success
+ansible_facts:
+  description: With I(state=check) on a current host, the variables its last converge published.
+  type: dict
   returned: success
 """
 
@@ -119,6 +130,7 @@ def main() -> None:
             "force": {"type": "bool", "default": False},
             "files": {"type": "list", "elements": "path", "default": []},
             "units": {"type": "list", "elements": "str", "default": []},
+            "published": {"type": "dict", "default": {}},
         },
         required_if=[("state", "check", ["intent"]), ("state", "recorded", ["intent"])],
         supports_check_mode=True,
@@ -130,7 +142,7 @@ def main() -> None:
             remove(path)
         module.exit_json(changed=False, current=False, reason="record removed")
     if p["state"] == "recorded":
-        record = build(p["intent"], p["files"], units_state(p["units"]))
+        record = build(p["intent"], p["files"], units_state(p["units"]), published=p["published"])
         if not module.check_mode:
             save(path, record)
         module.exit_json(changed=False, current=True, reason="recorded", files=len(record["files"]))
@@ -144,8 +156,13 @@ def main() -> None:
         current, reason = check(record, p["intent"], p["max_age_s"], units_state(units))
     if not current and record is not None and not module.check_mode:
         remove(path)
+    facts = (record or {}).get("published", {}) if current else {}
     module.exit_json(
-        changed=False, current=current, reason=reason, files=len((record or {}).get("files", {}))
+        changed=False,
+        current=current,
+        reason=reason,
+        files=len((record or {}).get("files", {})),
+        ansible_facts=facts,
     )
 
 

@@ -59,9 +59,14 @@ def dpkg_state(path: str | None = None) -> str | None:
 
 
 def build(
-    intent: str, files: list[str], units: dict[str, dict[str, str]], now: float | None = None
+    intent: str,
+    files: list[str],
+    units: dict[str, dict[str, str]],
+    now: float | None = None,
+    published: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The record to keep after a full converge (``units``: observed ActiveState/UnitFileState)."""
+    """The record to keep after a full converge (``units``: observed ActiveState/UnitFileState;
+    ``published``: the variables other hosts read, handed back while the host stays current)."""
     return {
         "version": VERSION,
         "intent": intent,
@@ -69,6 +74,7 @@ def build(
         "files": {p: file_state(p) for p in sorted(set(files))},
         "units": units,
         "dpkg": dpkg_state(),
+        "published": published or {},
     }
 
 
