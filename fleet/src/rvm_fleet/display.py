@@ -36,7 +36,14 @@ class Display(Protocol):
 
 def summary_line(record: RunRecord) -> str:
     failed = f" failed: {', '.join(record.failed_hosts)}" if record.failed_hosts else ""
-    return f"{record.ident}: {record.status} (exit {record.exit_code}, {record.duration_s} s){failed}"
+    line = f"{record.ident}: {record.status} (exit {record.exit_code}, {record.duration_s} s){failed}"
+    verdicts = record.detail.get("converge") or {}
+    if verdicts:  # site.yml's fast path: who skipped the run, and why the others did not
+        current = sorted(h for h, v in verdicts.items() if v["current"])
+        pending = {h: v["reason"] for h, v in sorted(verdicts.items()) if not v["current"]}
+        line += f"\n  {len(current)} host(s) current (skipped), {len(pending)} converged"
+        line += "".join(f"\n  {h}: {why}" for h, why in pending.items())
+    return line
 
 
 class JsonDisplay:

@@ -47,6 +47,8 @@ class Progress:
     play: str = ""
     task: str = ""
     stats: dict[str, dict[str, int]] = field(default_factory=dict)
+    # site.yml's fast path (playbooks/converge_check.yml): each host's verdict, {current, reason}
+    converge: dict[str, dict[str, Any]] = field(default_factory=dict)
     no_hosts_remaining: bool = False
     _tasks_per_host: int | None = None
 
@@ -95,6 +97,8 @@ class Progress:
         dev = self._device(data.get("host", ""))
         dev.task = data.get("task", dev.task)
         res = data.get("res") or {}
+        if str(data.get("task_action", "")).endswith("rvm_converge_state") and dev.host not in self.converge:
+            self.converge[dev.host] = {"current": bool(res.get("current")), "reason": res.get("reason", "")}
         if self.batches:
             self.batches[-1].done += 1
         if outcome == "ok":
@@ -144,4 +148,5 @@ class Progress:
             "never_started": self.never_started,
             "aborted": self.aborted,
             "stats": self.stats,  # the play recap per host: ok, changed, failures, dark, skipped, ...
+            "converge": self.converge,
         }
