@@ -29,7 +29,7 @@ $(VENV)/.installed: requirements/control.txt fleet/pyproject.toml
 lab: deps lab-up converge ## everything: install, build the lab image and the release bundle, start the fleet, run site.yml
 	@echo
 	@echo "Lab fleet converged. Next: 'make lab-status', 'lab/labctl.py shell rvm-lab-01',"
-	@echo "'ansible-playbook site.yml' again (changes nothing), 'make lab-down' to remove it."
+	@echo "'ansible-playbook site.yml' again (changes nothing, in seconds: docs/converge.md), 'make lab-down' to remove it."
 
 lab-up: deps ## create/start the lab containers of inventories/lab (idempotent)
 	@$(VENV)/bin/python lab/labctl.py up
