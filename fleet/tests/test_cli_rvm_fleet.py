@@ -342,26 +342,25 @@ def test_status_from_prometheus(tmp_path: Path, prom: PrometheusClient) -> None:
     with (project / "ansible.cfg").open("a") as cfg:
         cfg.write("callbacks_enabled = ansible.posix.profile_tasks\n")
     env = {k: v for k, v in os.environ.items() if k != "RVM_FLEET_PROMETHEUS_URL"}
-    found = subprocess.run(
-        [*RVM_FLEET, "status", "-l", "rvm_devices", "--json"],
-        env={**env, "RVM_FLEET_PROJECT": str(project)},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert {r["source"] for r in json.loads(found.stdout)} == {"prometheus"}, found.stderr
+
+    def sources() -> set[str]:
+        """Where `status` (no --prometheus) took its rows from, with the project's inventory."""
+        proc = subprocess.run(
+            [*RVM_FLEET, "status", "-l", "rvm_devices", "--json"],
+            env={**env, "RVM_FLEET_PROJECT": str(project)},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert proc.stdout.strip(), proc.stderr
+        return {r["source"] for r in json.loads(proc.stdout)}
+
+    assert sources() == {"prometheus"}
     # a remembered URL that no longer answers (the monitoring server moved) is asked for again
     remembered = project / ".cache" / "rvm-fleet" / "prometheus-url.json"
     stale = json.loads(remembered.read_text())
     remembered.write_text(json.dumps({**stale, "url": "http://127.0.0.1:9"}))
-    moved = subprocess.run(
-        [*RVM_FLEET, "status", "-l", "rvm_devices", "--json"],
-        env={**env, "RVM_FLEET_PROJECT": str(project)},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert {r["source"] for r in json.loads(moved.stdout)} == {"prometheus"}, moved.stderr
+    assert sources() == {"prometheus"}
     assert json.loads(remembered.read_text())["url"] == stale["url"]
     table = cli(project, "status", "--prometheus", prom.base_url).stdout.splitlines()
     assert table[0].split()[:4] == ["DEVICE", "REACHABLE", "VERSION", "READY"]
