@@ -77,6 +77,9 @@ def project(tmp_path: Path) -> Path:
         f"callback_plugins = {ROOT / 'plugins' / 'callback'}\n"
         "callbacks_enabled = rvm_converge\n"
         "gathering = smart\n"
+        # facts gathered once per test, as the project's own ansible.cfg caches them
+        "fact_caching = jsonfile\n"
+        f"fact_caching_connection = {tmp_path.parent / 'facts'}\n"
         "stdout_callback = ansible.builtin.default\n"
         "retry_files_enabled = false\n"
     )
