@@ -104,11 +104,12 @@ PROPERTIES = ("ActiveState", "UnitFileState")
 
 
 def units_state(units: list[str]) -> dict[str, dict[str, str]]:
-    """``systemctl show`` for every unit at once: {unit: {ActiveState, UnitFileState}}."""
+    """``systemctl show`` for every unit at once: {unit: {ActiveState, UnitFileState}} (its blocks come
+    in the order the units are named)."""
     if not units or shutil.which("systemctl") is None:
         return {}
     out = subprocess.run(
-        ["systemctl", "show", "--property=Id," + ",".join(PROPERTIES), "--", *units],
+        ["systemctl", "show", "--property=" + ",".join(PROPERTIES), "--", *units],
         capture_output=True,
         text=True,
         check=False,

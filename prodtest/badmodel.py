@@ -19,9 +19,9 @@ import sys
 from pathlib import Path
 
 from prodtest.figures import Figure, Results
-from prodtest.lab import ROOT, Lab, LabError, podman_exec, sh
+from prodtest.lab import ROOT, Lab, LabError, sh
 from prodtest.progress import say
-from prodtest.push import POLL_S, push
+from prodtest.push import POLL_S, device_state, push
 
 STAGE = "Device faults"
 MODELS = ROOT / "app" / "models" / "lab"
@@ -65,7 +65,7 @@ def build_release(version: str) -> list[str]:
 
 
 def run_bad_model(lab: Lab, device: str, results: Results) -> dict[str, object]:
-    running = lab_release(device)
+    running = device_state(device)["release"].rsplit("/", 1)[-1]
     version = f"{running}-badmodel"
     say(f"device faults: building {version}, its detector ONNX cut in half (manifest made to match)")
     damaged = build_release(version)
@@ -103,7 +103,3 @@ def run_bad_model(lab: Lab, device: str, results: Results) -> dict[str, object]:
         ),
     )  # fmt: skip
     return {**pushed.raw(), "version": version, "damaged": damaged, "refused_naming_the_file": refused}
-
-
-def lab_release(device: str) -> str:
-    return podman_exec(device, "readlink /opt/rvm-edge/current").strip().rsplit("/", 1)[-1]

@@ -70,7 +70,7 @@ def _hold(lab: Lab, device: str, seconds: float) -> dict[str, object]:
         samples.append((time.monotonic(), lab.readyz(device, timeout=2)))
         if len(samples) % 8 == 0:
             ages.append(lab.scrape(device).value("rvm_edge_heartbeat_age_seconds"))
-        time.sleep(POLL_S)
+        STOP.wait(POLL_S)  # the poll's pace; Ctrl-C ends the hold at once
     recorded = lab.scrape(device).value("rvm_edge_deposits_recorded_total") - before
     return {
         "polls": len(samples),
