@@ -97,7 +97,10 @@ class Readiness:
             checks["outbox_moving"] = {"ok": moving, "detail": f"{st.pending} pending, {st.parked} parked"}
             free = free_mb(self._data_dir)
             quota = st.image_bytes <= self._max_disk_mb() * 1e6 * 1.1
-            checks["disk_ok"] = {"ok": free > MIN_FREE_MB and quota, "detail": f"{free:.0f} MB free"}
+            detail = f"{free:.0f} MB free"
+            if free <= MIN_FREE_MB:
+                detail += f" (at or below {MIN_FREE_MB:.0f} MB: intake closed until space is freed)"
+            checks["disk_ok"] = {"ok": free > MIN_FREE_MB and quota, "detail": detail}
         if parts.link is not None:
             ls = parts.link.state
             checks["platform"] = {

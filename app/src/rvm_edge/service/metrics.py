@@ -38,6 +38,11 @@ class _StateCollector(Collector):
             ),
             ("frames_unreadable", "unreadable frames skipped", s.get("frames_unreadable", 0)),
             ("pipeline_errors", "pipeline stage errors", s.get("pipeline_errors", 0)),
+            (
+                "items_not_recorded_disk_full",
+                "items not recorded because the data partition was full (intake closed)",
+                s.get("not_recorded_disk_full", 0),
+            ),
         ):
             c = CounterMetricFamily(f"rvm_edge_{name}", help_text)
             c.add_metric([], value)

@@ -1,7 +1,8 @@
 """Where pipeline results become durable deposits: the pipeline's recording sink.
 
 The recorder only records: it decides which items are kept (not an empty intake unless
-``record_empty``, nothing in the platform's maintenance mode), encodes the frame the deposit
+``record_empty``, nothing in the platform's maintenance mode, nothing while the data partition is
+full: ``has_space``, the disk guard's), encodes the frame the deposit
 carries, and commits data + image (+ the offline transaction) in one SQLite transaction. What
 others make of a recorded deposit (metrics, the dashboard's recent list) they get from the
 :class:`Recorded` event it hands its listeners after the commit.
@@ -13,6 +14,7 @@ for it to reach 0 before restarting the service.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -57,6 +59,7 @@ class Recorder:
         pricing: OfflinePricing | None = None,
         record_empty: bool = False,
         listeners: Iterable[Callable[[Recorded], None]] = (),
+        has_space: Callable[[], bool] = lambda: True,
     ) -> None:
         self.store, self.hardware_id, self.model = store, hardware_id, model
         self.max_image_bytes = max_image_bytes
@@ -64,11 +67,13 @@ class Recorder:
         self.record_empty = record_empty
         self.accepting = True  # False in the platform's maintenance mode: nothing is recorded
         self.listeners = list(listeners)
+        self.has_space = has_space
         self._lock = threading.Lock()
         self._in_flight: set[int] = set()
         self.recorded = 0
         self.skipped = 0
         self.failed = 0
+        self.no_space = 0  # items not recorded because the data partition was full (intake closed)
 
     @property
     def in_flight(self) -> int:
@@ -77,6 +82,14 @@ class Recorder:
 
     def _wanted(self, result: ItemResult) -> bool:
         return self.accepting and (self.record_empty or result.decision.code is not ReasonCode.EMPTY)
+
+    def _refuse_no_space(self, result: ItemResult, why: str) -> None:
+        self.no_space += 1
+        if self.no_space == 1 or self.no_space % 100 == 0:  # the guard logs the closing itself
+            log.error(
+                "item not recorded: the data partition is full",
+                extra={"frame": result.frame_index, "why": why},
+            )
 
     def on_result(self, result: ItemResult) -> None:
         if self._wanted(result):
@@ -89,7 +102,18 @@ class Recorder:
             if not self._wanted(r):
                 self.skipped += 1
                 return
+            if not self.has_space():
+                self._refuse_no_space(r, "below the free-space floor")
+                return
             self._record(deposit)
+        except sqlite3.OperationalError as exc:
+            if not disk_full(exc):
+                self.failed += 1
+                log.exception("could not record item", extra={"frame": r.frame_index})
+                raise
+            # the transaction rolled back whole: nothing half-written; the intake is closed as
+            # if the guard had seen it first (a restart would only meet the same full disk)
+            self._refuse_no_space(r, str(exc))
         except Exception:
             self.failed += 1
             log.exception("could not record item", extra={"frame": r.frame_index})
@@ -144,6 +168,15 @@ class Recorder:
         return {
             "recorded": self.recorded,
             "not_recorded": self.skipped,
+            "not_recorded_disk_full": self.no_space,
             "record_failed": self.failed,
             "in_flight": self.in_flight,
         }
+
+
+SQLITE_FULL = 13  # sqlite3 names it from Python 3.11 on; the device runtime may be 3.10
+
+
+def disk_full(exc: sqlite3.OperationalError) -> bool:
+    """SQLite's SQLITE_FULL: "database or disk is full" (the code where Python gives it)."""
+    return getattr(exc, "sqlite_errorcode", None) == SQLITE_FULL or "database or disk is full" in str(exc)

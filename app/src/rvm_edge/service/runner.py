@@ -34,6 +34,7 @@ from rvm_edge.service import config as cfgmod
 from rvm_edge.service.config import ConfigError, SecretError, ServiceConfig, load_config, read_secret
 from rvm_edge.service.dashboard import LiveView
 from rvm_edge.service.deposit import ModelInfo, OfflinePricing
+from rvm_edge.service.diskguard import DiskGuard
 from rvm_edge.service.health import Readiness
 from rvm_edge.service.heartbeat import Link
 from rvm_edge.service.jsonlog import REDACTOR, audit, set_level, setup_logging
@@ -102,6 +103,7 @@ class Service:
         self.store: Store | None = None
         self.pipeline: Any = None
         self.recorder: Recorder | None = None
+        self.guard: DiskGuard | None = None
         self.sender: Sender | None = None
         self.link: Link | None = None
         self.client: PlatformClient | None = None
@@ -313,6 +315,10 @@ class Service:
         except StoreError as exc:
             raise StartupError(EXIT_STORAGE, str(exc)) from None
         self.store.start_checkpointer()
+        self.guard = DiskGuard(
+            self.store, cfg.storage.data_dir, lambda: self.cfg.storage.image_retention_days * 86400
+        )
+        self.guard.check()  # a partition that filled while the service was down: free what it can first
         self._secrets()
         try:
             self.server = HttpServer(cfg.server.bind, cfg.server.port, self, self.api_token)
@@ -346,6 +352,7 @@ class Service:
             pricing=self.pricing,
             record_empty=cfg.decision.record_empty,
             listeners=[self.prom.recorded, self.live.recorded],
+            has_space=self.guard.has_space,
         )
         try:
             decision = cfg.decision.to_runtime()
@@ -394,6 +401,7 @@ class Service:
             )
         if self.recorder is not None:
             s["in_flight"] = self.recorder.in_flight
+            s["not_recorded_disk_full"] = self.recorder.no_space
         if self.link is not None and self.link.state.heartbeat_age_s is not None:
             s["heartbeat_age_s"] = self.link.state.heartbeat_age_s
         s["link_up"] = self.sender is not None and self.sender.state.link == "up"
@@ -426,7 +434,7 @@ class Service:
             "device": {"id": self.cfg.device.id, "name": self.cfg.device.name or self.cfg.device.id},
             "profile": self.cfg.profile,
             "model": self.model_info.to_json(),
-            "accepting": rec.accepting if rec else False,
+            "accepting": bool(rec and rec.accepting and rec.has_space()),
             "recent": self.live.recent(),
             "latency_ms": lat,
             "outbox": self.store.status().to_json() if self.store else {},
@@ -511,6 +519,8 @@ class Service:
             if time.monotonic() >= next_prune:
                 self._prune()
                 next_prune = time.monotonic() + 60
+            if self.guard is not None:
+                self.guard.check()  # one statvfs; acts only when the partition runs low
             if time.monotonic() >= next_status:
                 self.notifier.status(self._status_line())
                 next_status = time.monotonic() + STATUS_EVERY_S

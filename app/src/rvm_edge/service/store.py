@@ -270,7 +270,10 @@ class Store:
                 self._last_write = time.monotonic()
                 self._written.set()
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                # SQLite rolls back by itself on some errors (SQLITE_FULL among them); a second
+                # ROLLBACK would raise "no transaction is active" and hide the error that matters
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
                 raise
             finally:
                 self._image_bytes_at_commit = None
@@ -382,11 +385,15 @@ class Store:
             )
 
     # -- retention -------------------------------------------------------------------------
-    def prune_images(self, max_bytes: int, retention_s: float) -> int:
-        """Clear images (never records): older than retention once sent; then oldest first to fit.
+    def prune_images(
+        self, max_bytes: int, retention_s: float, states: tuple[str, ...] = ("sent", "parked", "pending")
+    ) -> int:
+        """Clear images (never records): older than retention once sent; then oldest first to fit,
+        from the deposits in ``states``, in that order.
 
         A pending deposit's image is cleared only when the quota cannot be met otherwise; it is
-        then uploaded with a placeholder image and ``image_pruned: true`` in its data.
+        then uploaded with a placeholder image and ``image_pruned: true`` in its data. The disk
+        guard passes ``("sent",)``: for space it clears only what the platform has already.
         """
         cutoff = self._clock() - retention_s
         cleared = 0
@@ -397,7 +404,7 @@ class Store:
                 (cutoff,),
             ).rowcount
             total = c.execute("SELECT COALESCE(SUM(image_bytes), 0) FROM deposits").fetchone()[0]
-            for pass_state in ("sent", "parked", "pending"):
+            for pass_state in states:
                 if total <= max_bytes:
                     break
                 rows = c.execute(
@@ -416,8 +423,20 @@ class Store:
             self._image_bytes_at_commit = int(total)
         if cleared:
             with self._lock:
-                self._conn.execute("PRAGMA incremental_vacuum")
+                # The pragma frees one page per step of its statement. execute() steps it once (and
+                # Python 3.11's sqlite3 resets a statement with no result columns after that step,
+                # so fetching does not help there): one page came back per prune and the file never
+                # shrank (found by the disk guard on the lab). executescript() steps it to the end.
+                self._conn.executescript("PRAGMA incremental_vacuum")
         return cleared
+
+    def reclaim(self) -> None:
+        """Give the space that pruning freed back to the partition now: a full checkpoint moves the
+        WAL into the database, which then shrinks to its pages in use, and the WAL file is cut to
+        nothing (the background checkpoints are passive and keep the WAL file's size). For the disk
+        guard, on a partition that is running out; busy (a reader in the way) is left for next time."""
+        with self._lock, contextlib.suppress(sqlite3.Error):
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     # -- reading ---------------------------------------------------------------------------
     def status(self) -> OutboxStatus:
