@@ -26,6 +26,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import datavol
+
 ROOT = Path(__file__).resolve().parent.parent
 IMAGE_DIR = ROOT / "lab" / "image"
 INVENTORY = ROOT / "inventories" / "lab"
@@ -44,8 +46,11 @@ LABEL = "io.rvm-fleet.lab"
 RECIPE_LABEL = "io.rvm-fleet.lab.recipe"
 # How containers are made (devices, ports): `up` recreates a container made by an older shape.
 # 2: /dev/net/tun (zerotier-one needs it) and the ZeroTier Central double's port on rvm-platform.
+# 3: a device's data partition of its own (lab/datavol.py); the other hosts stay at 2.
 SHAPE_LABEL = "io.rvm-fleet.lab.shape"
 SHAPE = "2"
+DEVICE_SHAPE = "3"
+DEVICE_GROUP = "rvm_devices"
 EXTRA_LABEL = "io.rvm-fleet.lab.extra"
 # The lab's ZeroTier Central double (lab/zerotier_central) listens on the platform simulator host;
 # the control node reaches it on loopback only (inventories/lab-zerotier, zerotier_member).
@@ -69,6 +74,25 @@ class LabHost:
 
     name: str
     groups: tuple[str, ...]
+
+    @property
+    def device(self) -> bool:
+        return DEVICE_GROUP in self.groups
+
+    @property
+    def shape(self) -> str:
+        return DEVICE_SHAPE if self.device else SHAPE
+
+
+def data_volume(host: LabHost) -> list[str]:
+    """A device's data partition, mounted (again after a reboot), as podman's --volume option."""
+    if not host.device:
+        return []
+    try:
+        source = datavol.ensure(host.name)
+    except datavol.VolumeError as exc:
+        raise LabError(str(exc)) from None
+    return ["--volume", f"{source}:{datavol.DEST}"]
 
 
 def step(index: int, total: int, message: str) -> None:
@@ -307,6 +331,9 @@ def create_container(host: LabHost, ref: str, *, extra: bool = False) -> None:
 
     ``/dev/net/tun``: zerotier-one (roles/zerotier) needs it. The platform simulator host also
     publishes the ZeroTier Central double's port on the control node's loopback only.
+
+    A device's ``/var/lib/rvm-edge`` is a partition of its own (lab/datavol.py), so that a full
+    data partition can be tested without filling the control node's disk.
     """
     publish = ["--publish", ZT_CENTRAL_PUBLISH] if "platform_simulators" in host.groups else []
     run(
@@ -319,11 +346,12 @@ def create_container(host: LabHost, ref: str, *, extra: bool = False) -> None:
             "--cap-add", "NET_ADMIN",
             "--device", "/dev/net/tun",
             *publish,
+            *data_volume(host),
             "--volume", f"{SSH_KEY}.pub:/root/.ssh/authorized_keys:ro",
             "--label", f"{LABEL}=container",
             "--label", f"{RECIPE_LABEL}={recipe_hash()}",
             "--label", f"io.rvm-fleet.lab.groups={','.join(host.groups)}",
-            "--label", f"{SHAPE_LABEL}={SHAPE}",
+            "--label", f"{SHAPE_LABEL}={host.shape}",
             "--label", f"{EXTRA_LABEL}={'yes' if extra else ''}",
             ref,
         ]
@@ -357,9 +385,11 @@ def cmd_up(_: argparse.Namespace) -> None:
     changed: list[str] = []
     for index, host in enumerate(hosts, start=1):
         state = container_state(host.name)
-        if state is not None and state["managed"] == "container" and state["shape"] != SHAPE:
-            # Made before /dev/net/tun and the Central double's port: only a new container has them.
+        if state is not None and state["managed"] == "container" and state["shape"] != host.shape:
+            # Made before /dev/net/tun, the Central double's port or the data partition: only a new
+            # container has them (the old container's data goes with it, as `down` would).
             run(["podman", "rm", "--force", "--time", "10", host.name])
+            datavol.remove(host.name)
             state = None
         if state is None:
             forget_facts([host.name])
@@ -375,6 +405,7 @@ def cmd_up(_: argparse.Namespace) -> None:
                 "run `make lab-down` there first"
             )
         elif state["status"] != "running":
+            data_volume(host)  # mounted again after a reboot of the control node
             run(["podman", "start", host.name])
             action = "started"
         else:
@@ -417,6 +448,9 @@ def cmd_down(_: argparse.Namespace) -> None:
         for name in lab_objects(kind):
             run(["podman", kind, "rm", "--force", name])
             print(f"{kind} {name} removed", flush=True)
+    for name in datavol.names():
+        datavol.remove(name)
+        print(f"data partition of {name} removed", flush=True)
     print("lab down: nothing of the lab is left (the image cache stays; `lab/labctl.py clean` drops it)")
 
 
@@ -435,7 +469,7 @@ def cmd_add(args: argparse.Namespace) -> None:
     ensure_ssh_key()
     ensure_network()
     forget_facts([args.name])
-    create_container(LabHost(args.name, ("rvm_devices",)), build_image(), extra=True)
+    create_container(LabHost(args.name, (DEVICE_GROUP,)), build_image(), extra=True)
     wait_booted(args.name, time.monotonic() + BOOT_TIMEOUT_S)
     print(f"{args.name} created", flush=True)
 
@@ -449,6 +483,7 @@ def cmd_remove(args: argparse.Namespace) -> None:
     if state["extra"] != "yes":
         raise LabError(f"{args.name} is not an extra lab device (made by `add`); `down` removes the lab")
     run(["podman", "rm", "--force", "--time", "10", args.name])
+    datavol.remove(args.name)
     forget_facts([args.name])
     print(f"{args.name} removed", flush=True)
 

@@ -16,6 +16,8 @@ LABCTL = ROOT / "lab" / "labctl.py"
 
 
 def load_labctl():
+    if str(LABCTL.parent) not in sys.path:  # as when it runs as a script: lab/ first on the path
+        sys.path.insert(0, str(LABCTL.parent))
     spec = importlib.util.spec_from_file_location("labctl", LABCTL)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
@@ -42,6 +44,42 @@ def test_inventory_hosts_come_from_the_lab_inventory() -> None:
     )
     assert hosts["rvm-lab-02"] == ("rvm_devices",)
     assert hosts["rvm-monitor"] == ("monitoring_servers",)
+
+
+def test_only_devices_get_a_data_partition_and_the_shape_that_says_so() -> None:
+    labctl = load_labctl()
+    hosts = {h.name: h for h in labctl.inventory_hosts()}
+    assert hosts["rvm-lab-01"].shape == labctl.DEVICE_SHAPE != labctl.SHAPE
+    assert hosts["rvm-monitor"].shape == labctl.SHAPE
+    assert labctl.data_volume(hosts["rvm-monitor"]) == []  # nothing mounted for a server
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not Path("/dev/loop-control").exists(), reason="needs root and loop devices"
+)
+def test_a_data_partition_is_a_size_limited_filesystem_made_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    load_labctl()
+    import datavol
+
+    monkeypatch.setattr(datavol, "DATA_ROOT", tmp_path / "lab-data")
+    try:
+        data = datavol.ensure("rvm-lab-test")
+        st = os.statvfs(data)
+        size_gb = st.f_blocks * st.f_frsize / 1e9
+        assert 1.8 < size_gb < 2.2  # its own filesystem of SIZE, not the control node's disk
+        # nothing reserved for root (-m 0; ext4 keeps only its own 16 MB): the service sees what root sees
+        assert st.f_bavail > 0.98 * st.f_bfree
+        (data / "kept").write_text("x")
+        assert datavol.ensure("rvm-lab-test") == data  # a second `up` mounts nothing new
+        assert (data / "kept").read_text() == "x"
+        assert datavol.names() == ["rvm-lab-test"]
+        assert datavol.image("rvm-lab-test").stat().st_blocks * 512 < 100e6  # sparse on the disk
+    finally:
+        assert datavol.remove("rvm-lab-test")
+    assert not os.path.ismount(tmp_path / "lab-data" / "rvm-lab-test")
+    assert datavol.names() == []
 
 
 def test_shell_refuses_a_host_not_in_the_inventory() -> None:
