@@ -15,18 +15,17 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import sys
 from pathlib import Path
 
 from prodtest.figures import Figure, Results
-from prodtest.lab import ROOT, Lab, LabError, sh
+from prodtest.lab import ROOT, Lab, LabError
 from prodtest.progress import say
 from prodtest.push import POLL_S, device_state, push
+from prodtest.releases import bundle
 
 STAGE = "Device faults"
 MODELS = ROOT / "app" / "models" / "lab"
 OUT = ROOT / ".cache" / "prodtest" / "badmodel"
-ARCH = "x86_64"
 
 
 def corrupt_models(source: Path, dest: Path) -> list[str]:
@@ -54,13 +53,7 @@ def corrupt_models(source: Path, dest: Path) -> list[str]:
 def build_release(version: str) -> list[str]:
     """rvm-edge-VERSION-x86_64.tar.gz in OUT/dist with the damaged models; the files damaged."""
     damaged = corrupt_models(MODELS, OUT / "models")
-    argv = [
-        sys.executable, str(ROOT / "release" / "build_bundle.py"), "--arch", ARCH, "--python", "3.11",
-        "--models", str(OUT / "models"), "--version", version, "--out", str(OUT / "dist"),
-    ]  # fmt: skip
-    proc = sh(argv, 900)
-    if proc.returncode != 0:
-        raise LabError(f"building {version} failed: {(proc.stdout + proc.stderr)[-1500:]}")
+    bundle(version, OUT / "dist", OUT / "models")
     return damaged
 
 

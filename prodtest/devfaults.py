@@ -1,7 +1,8 @@
 """Device faults: kill -9 of rvm-edge once, then a burst of kills past systemd's start limit, then a
 bad config pushed (prodtest.badconfig), then a release with a corrupt model (prodtest.badmodel),
 then the wall clock an hour ahead and back (prodtest.clockjump), then the data partition low and
-full (prodtest.diskfull); each ends with the device ready again without a person, and the recovery time measured.
+full (prodtest.diskfull), then the device's power cut and a network partition from the control node,
+each in the middle of a deploy's health gate (prodtest.middeploy); each ends with the device ready again without a person, and the recovery time measured.
 
 The unit's own restart (RestartSec=) handles one kill; the burst leaves the unit failed by the
 start limit, and rvm-edge-recover.service (OnFailure=) must bring it back after its cool-down.
@@ -21,6 +22,7 @@ from prodtest.diskfull import run_disk_full
 from prodtest.faults import consistency_figures, device_consistency
 from prodtest.figures import Figure, Results
 from prodtest.lab import Lab, LabError, podman_exec, wait_until
+from prodtest.middeploy import run_mid_deploy_partition, run_mid_deploy_restart
 from prodtest.profile import Profile
 from prodtest.progress import STOP, say
 
@@ -141,7 +143,7 @@ def run_kills(lab: Lab, device: str, prof: Profile, results: Results) -> dict[st
     return raw
 
 
-FAULTS = ("kill", "badconfig", "badmodel", "clock", "disk")
+FAULTS = ("kill", "badconfig", "badmodel", "clock", "disk", "midrestart", "partition")
 
 
 def wanted_faults() -> list[str]:
@@ -167,6 +169,8 @@ def run_device_faults(lab: Lab, prof: Profile, results: Results) -> None:
         "badmodel": lambda: run_bad_model(lab, device, results),
         "clock": lambda: run_clock_jump(lab, device, results),
         "disk": lambda: run_disk_full(lab, device, prof.fault_s, results),
+        "midrestart": lambda: run_mid_deploy_restart(lab, device, results),
+        "partition": lambda: run_mid_deploy_partition(lab, device, results),
     }
     try:
         for name in faults:

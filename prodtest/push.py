@@ -1,5 +1,6 @@
 """A deploy.yml pushed to one device while its /readyz is polled: the machinery the "bad input
-pushed" device faults share (prodtest.badconfig, prodtest.badmodel).
+pushed" device faults share (prodtest.badconfig, prodtest.badmodel), and the mid-deploy faults
+(prodtest.middeploy), which inject their fault from a hook that runs while the play runs.
 
 Such a push must be refused before anything changes. The figures that say so come from here: the
 longest stretch the device was not ready while the play ran (our budget: none), whether its
@@ -10,8 +11,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +26,11 @@ from prodtest.progress import STOP
 PLAY_TIMEOUT_S = 600
 POLL_S = 0.25
 LOCK = "/run/lock/rvm-edge-update.lock"
+STOP_GRACE_S = 15  # a play given up gets SIGTERM, then SIGKILL after this long
+
+# Runs in the caller's thread while the play runs, with the play's process (its own process group):
+# it may inject a fault, wait on the device, or give the play up with stop_play().
+Hook = Callable[["subprocess.Popen[str]"], None]
 
 
 @dataclass
@@ -83,21 +93,84 @@ def _poll_ready(lab: Lab, device: str, done: threading.Event, samples: list[tupl
         done.wait(POLL_S)
 
 
-def push(lab: Lab, device: str, extra_vars: dict[str, Any]) -> Pushed:
-    """``deploy.yml -l DEVICE -e EXTRA_VARS`` with /readyz polled every POLL_S seconds meanwhile."""
+def playbook_argv(
+    device: str,
+    extra_vars: dict[str, Any],
+    playbook: str = "playbooks/deploy.yml",
+    inventory: str | None = None,
+) -> list[str]:
+    """``ansible-playbook PLAYBOOK [-i INVENTORY] -l DEVICE -e EXTRA_VARS``; ansible.cfg's inventory
+    (inventories/lab) unless another is named."""
+    argv = [str(ROOT / ".venv" / "bin" / "ansible-playbook"), playbook]
+    if inventory is not None:
+        argv += ["-i", inventory]
+    return [*argv, "-l", device, "-e", json.dumps(extra_vars)]
+
+
+def play_env() -> dict[str, str]:
+    return {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0"}
+
+
+def stop_play(play: subprocess.Popen[str]) -> bool:
+    """Give a running play up as an operator's dying run would: SIGTERM to its process group (its ssh
+    and workers too), SIGKILL after STOP_GRACE_S. True when it was still running."""
+    if play.poll() is not None:
+        return False
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(play.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            play.wait(timeout=STOP_GRACE_S)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    return True
+
+
+def _play_with_hook(argv: list[str], during: Hook) -> tuple[int, str]:
+    """The play in its own process group with its log in a file (no pipe to fill while the hook
+    runs); bounded by PLAY_TIMEOUT_S whatever the hook does, and never left running."""
+    t_end = time.monotonic() + PLAY_TIMEOUT_S
+    with tempfile.TemporaryFile("w+") as log:
+        play = subprocess.Popen(
+            argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True, env=play_env(),
+            start_new_session=True,
+        )  # fmt: skip
+        try:
+            during(play)
+            play.wait(timeout=max(1.0, t_end - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pass
+        finally:
+            stop_play(play)
+        log.seek(0)
+        return play.returncode, log.read()
+
+
+def push(
+    lab: Lab,
+    device: str,
+    extra_vars: dict[str, Any],
+    inventory: str | None = None,
+    during: Hook | None = None,
+) -> Pushed:
+    """``deploy.yml -l DEVICE -e EXTRA_VARS`` with /readyz polled every POLL_S seconds meanwhile;
+    ``inventory`` instead of ansible.cfg's, ``during`` run while the play runs (a fault injected)."""
     before = device_state(device)
     samples: list[tuple[float, bool]] = []
     done = threading.Event()
     poller = threading.Thread(target=_poll_ready, args=(lab, device, done, samples), daemon=True)
-    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0"}
-    argv = [
-        str(ROOT / ".venv" / "bin" / "ansible-playbook"), "playbooks/deploy.yml", "-l", device,
-        "-e", json.dumps(extra_vars),
-    ]  # fmt: skip
+    argv = playbook_argv(device, extra_vars, inventory=inventory)
     poller.start()
     t0 = time.monotonic()
     try:
-        proc = sh(argv, PLAY_TIMEOUT_S, env=env)
+        if during is None:
+            proc = sh(argv, PLAY_TIMEOUT_S, env=play_env())
+            returncode, output = proc.returncode, proc.stdout
+        else:
+            returncode, output = _play_with_hook(argv, during)
     finally:
         done.set()
         poller.join(timeout=10)
@@ -105,7 +178,7 @@ def push(lab: Lab, device: str, extra_vars: dict[str, Any]) -> Pushed:
     if not samples:
         raise LabError(f"{device}: /readyz was never polled during the play")
     lock = podman_exec(device, f"test -e {LOCK} && echo held || echo free").strip()
-    return Pushed(device, proc.returncode, proc.stdout, play_s, samples, before, device_state(device), lock)
+    return Pushed(device, returncode, output, play_s, samples, before, device_state(device), lock)
 
 
 def longest_not_ready(samples: list[tuple[float, bool]]) -> float:
