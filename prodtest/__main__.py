@@ -30,9 +30,10 @@ from prodtest.load import run_api_load, run_device_load
 from prodtest.profile import current
 from prodtest.progress import STOP, say
 from prodtest.report import write_report
+from prodtest.week import run_week
 
 OUT = Path(os.environ.get("PRODTEST_OUT", ROOT / "out" / "prodtest"))
-STAGES = ("load", "api", "db", "faults", "devfaults")
+STAGES = ("load", "api", "db", "faults", "devfaults", "week")
 LOCAL_STAGES = {"db"}  # stages that need no lab
 READY_WAIT_S = float(os.environ.get("PRODTEST_READY_WAIT_S", "120"))
 
@@ -74,6 +75,7 @@ def main() -> int:
             "db": lambda: run_db_year(prof, results),
             "faults": lambda: run_platform_faults(lab, prof, results, rate),
             "devfaults": lambda: run_device_faults(lab, prof, results),
+            "week": lambda: run_week(lab, results),
         }
         for name in wanted:
             t0 = time.monotonic()

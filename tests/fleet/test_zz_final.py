@@ -175,6 +175,11 @@ def test_down_removes_the_lab_and_nothing_else(fleet: Recap) -> None:
             ["podman", kind, "ls", *extra, "--filter", f"label=io.rvm-fleet.lab={kind}", "--format", fmt]
         ).stdout.split()
         assert left == [], f"lab {kind}s left behind: {left}"
+    # the devices' data partitions: unmounted (their loop devices freed with them) and deleted
+    data = str(ROOT / ".cache" / "lab-data")
+    mounted = [line for line in Path("/proc/mounts").read_text().splitlines() if f" {data}/" in line]
+    assert mounted == [], f"lab data partitions still mounted: {mounted}"
+    assert not list((ROOT / ".cache" / "lab-data").glob("*.ext4")), "lab data partition files left behind"
     try:
         assert sh(["podman", "container", "exists", SENTINEL]).returncode == 0, (
             "down removed a container it did not make"
