@@ -4,7 +4,10 @@ opens it again when the space is back, without a restart and without losing a re
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import sqlite3
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +18,7 @@ from rvm_edge.messages import Decision, Deposit, Detection, Detections, Frame, I
 from rvm_edge.service.deposit import ModelInfo
 from rvm_edge.service.diskguard import DiskGuard
 from rvm_edge.service.recorder import Recorder
-from rvm_edge.service.store import DB_NAME, Store
+from rvm_edge.service.store import DB_NAME, VACUUM_CHUNK_PAGES, Store
 
 MODEL = ModelInfo("yolo-lab", "3", "ab" * 32, "onnxruntime")
 BOTTLE = Detection(0, "bottle", 0.9, (10.0, 10.0, 40.0, 60.0))
@@ -146,3 +149,81 @@ def test_other_database_errors_still_fail_the_pipeline(tmp_path: Path, store: St
     with pytest.raises(sqlite3.OperationalError):
         offer(rec, 0)
     assert rec.failed == 1 and rec.no_space == 0
+
+
+def test_pruning_gives_the_space_back_a_chunk_at_a_time(
+    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A vacuum writes every page it moves to the WAL before the checkpoint: done in one go on a
+    nearly full partition it filled the partition (prodtest's disk-low fault). Each step of the
+    reclaim gives back at most a chunk, and leaves the WAL cut to nothing before the next."""
+    rec = Recorder(store, "hw-1", MODEL, 5_000_000)
+    for i in range(40):
+        offer(rec, i)
+    for seq in range(1, 41):
+        store.mark_sent(seq)
+    store.reclaim()
+    wal = tmp_path / f"{DB_NAME}-wal"
+    before = (tmp_path / DB_NAME).stat().st_size
+    freed_per_step: list[int] = []
+    wal_after_step: list[int] = []
+    step = Store._vacuum_step
+
+    def free_pages(s: Store) -> int:
+        return int(s._conn.execute("PRAGMA freelist_count").fetchone()[0])
+
+    def watched(self: Store) -> bool:
+        pages = free_pages(self)
+        more = step(self)
+        freed_per_step.append(pages - free_pages(self))
+        wal_after_step.append(wal.stat().st_size if wal.exists() else 0)
+        return more
+
+    monkeypatch.setattr(Store, "_vacuum_step", watched)
+    assert store.prune_images(0, 30 * 86400, ("sent",)) == 40
+    assert (tmp_path / DB_NAME).stat().st_size < 0.2 * before  # the images' pages are back on the partition
+    assert len([f for f in freed_per_step if f]) > 2  # in several steps ...
+    assert max(freed_per_step) <= VACUUM_CHUNK_PAGES  # ... of a chunk at most
+    assert max(wal_after_step) == 0  # each followed by a checkpoint that cut the WAL
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not Path("/dev/loop-control").exists() or shutil.which("mkfs.ext4") is None,
+    reason="needs root, loop devices and mkfs.ext4 for a real small partition",
+)
+def test_on_a_real_nearly_full_partition_the_guard_frees_space_without_filling_it(tmp_path: Path) -> None:
+    """The lab's failure, on a real ext4 partition of 96 MB: most of it sent images, the rest
+    filled by someone else's ballast down to a few MB. Clearing the images must not need room the
+    partition does not have (one vacuum of everything did: SQLITE_FULL, and the service stopped)."""
+    image, mnt = tmp_path / "part.ext4", tmp_path / "mnt"
+    mnt.mkdir()
+    subprocess.run(["truncate", "-s", "96M", str(image)], check=True)
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", str(image)], check=True)
+    subprocess.run(["mount", "-o", "loop", str(image), str(mnt)], check=True)
+    store: Store | None = None
+    try:
+        data = mnt / "data"
+        store = Store(data)
+        rec = Recorder(store, "hw-1", MODEL, 5_000_000)
+        i = 0
+        while store.status().image_bytes < 55e6:
+            offer(rec, i)
+            store.mark_sent(i + 1)
+            i += 1
+            if i % 20 == 0:  # the service's checkpointer does this in the background
+                store._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        store._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        ballast = mnt / "ballast"
+        free = os.statvfs(mnt).f_bavail * os.statvfs(mnt).f_frsize
+        subprocess.run(["fallocate", "-l", str(free - 6 * 1024 * 1024), str(ballast)], check=True)
+        guard = DiskGuard(store, data, lambda: 30 * 86400, min_free_mb=2.0)
+        guard.low_mb = 40.0  # the partition is small: make room for 40 MB
+
+        free_after = guard.check()
+
+        assert free_after >= 40.0 and not guard.closed  # tens of MB back, from the device's own images
+        assert store.status().pending == 0 and len(rows(data)) == i  # every record kept
+    finally:
+        if store is not None:
+            store.close()
+        subprocess.run(["umount", str(mnt)], check=False)

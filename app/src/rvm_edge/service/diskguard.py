@@ -24,6 +24,7 @@ the device then stays not ready until someone does, and loses nothing meanwhile.
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -57,28 +58,32 @@ class DiskGuard:
         """Whether a deposit may be recorded now: more than the floor is free."""
         return self.free_mb() > self.min_free_mb
 
+    def _make_room(self, free: float) -> float:
+        """Clear sent images worth what is missing to the low mark; the free megabytes after."""
+        image_bytes = self.store.status().image_bytes
+        if image_bytes <= 0:
+            return free
+        want = int((self.low_mb - free) * 1e6)
+        cleared = self.store.prune_images(max(0, image_bytes - want), self.retention_s(), ("sent",))
+        if not cleared:
+            return free
+        self.cleared += cleared
+        after = self.free_mb()
+        log.warning(
+            "data partition low: images cleared for space (records kept)",
+            extra={"count": cleared, "free_mb_before": round(free, 1), "free_mb": round(after, 1)},
+        )
+        return after
+
     def check(self) -> float:
         """Free space for the device's own images when it runs low; log the intake closing and
         opening. Returns the free megabytes after it acted."""
         free = self.free_mb()
         if free < self.low_mb:
-            image_bytes = self.store.status().image_bytes
-            if image_bytes > 0:
-                want = int((self.low_mb - free) * 1e6)
-                cleared = self.store.prune_images(max(0, image_bytes - want), self.retention_s(), ("sent",))
-                if cleared:
-                    self.cleared += cleared
-                    self.store.reclaim()
-                    after = self.free_mb()
-                    log.warning(
-                        "data partition low: images cleared for space (records kept)",
-                        extra={
-                            "count": cleared,
-                            "free_mb_before": round(free, 1),
-                            "free_mb": round(after, 1),
-                        },
-                    )
-                    free = after
+            try:
+                free = self._make_room(free)
+            except (sqlite3.Error, OSError) as exc:  # housekeeping: never the reason the service stops
+                log.error("data partition low: could not free space: %s", exc, extra={"error": str(exc)})
         closed = free <= self.min_free_mb
         if closed != self.closed:
             self.closed = closed

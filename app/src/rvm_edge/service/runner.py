@@ -23,6 +23,7 @@ import fcntl
 import logging
 import os
 import signal
+import sqlite3
 import sys
 import threading
 import time
@@ -492,7 +493,11 @@ class Service:
         if self.store is None:
             return
         s = self.cfg.storage
-        cleared = self.store.prune_images(int(s.max_disk_mb * 1e6), s.image_retention_days * 86400)
+        try:
+            cleared = self.store.prune_images(int(s.max_disk_mb * 1e6), s.image_retention_days * 86400)
+        except sqlite3.Error as exc:  # housekeeping (a full partition, say): the next round tries again
+            log.error("could not prune images", extra={"error": str(exc)})
+            return
         if cleared:
             log.info("images pruned (records kept)", extra={"count": cleared})
 
