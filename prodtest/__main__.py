@@ -30,10 +30,11 @@ from prodtest.load import run_api_load, run_device_load
 from prodtest.profile import current
 from prodtest.progress import STOP, say
 from prodtest.report import write_report
+from prodtest.scale import run_fleet_scale
 from prodtest.week import run_week
 
 OUT = Path(os.environ.get("PRODTEST_OUT", ROOT / "out" / "prodtest"))
-STAGES = ("load", "api", "db", "faults", "devfaults", "week")
+STAGES = ("load", "api", "db", "faults", "devfaults", "week", "scale")
 LOCAL_STAGES = {"db"}  # stages that need no lab
 READY_WAIT_S = float(os.environ.get("PRODTEST_READY_WAIT_S", "120"))
 
@@ -76,6 +77,7 @@ def main() -> int:
             "faults": lambda: run_platform_faults(lab, prof, results, rate),
             "devfaults": lambda: run_device_faults(lab, prof, results),
             "week": lambda: run_week(lab, results),
+            "scale": lambda: run_fleet_scale(lab, prof, results),
         }
         for name in wanted:
             t0 = time.monotonic()

@@ -32,6 +32,7 @@ from prodtest.figures import Figure, Results
 from prodtest.lab import MONITOR, ROOT, Lab, LabError, address, podman_exec, sh, wait_until
 from prodtest.progress import STOP, say
 from prodtest.releases import build_release
+from prodtest.scale import backup_cleanup_script
 
 STAGE = "End-to-end week"
 NEW = "rvm-lab-05"
@@ -487,6 +488,8 @@ class Week:
                 if host == NEW and hv.get("zt_node_id"):
                     central("DELETE", f"/network/{NETWORK}/member/{hv['zt_node_id']}")
         sh([str(ROOT / ".venv" / "bin" / "python"), "lab/labctl.py", "remove", NEW], 300)
+        with suppress(LabError):  # its sftp account and repository on the backup server
+            podman_exec("rvm-backup", backup_cleanup_script(NEW, re.compile(re.escape(NEW) + "$")), 120)
         self.lab.addr.pop(NEW, None)
         playbook("-i", LAB, "-l", SERVERS, "--tags", "hardening_configure", "playbooks/hardening.yml")
         playbook("-i", LAB, "-l", MONITOR, "playbooks/monitoring.yml")
