@@ -21,7 +21,7 @@ from prodtest.clockjump import run_clock_jump
 from prodtest.diskfull import run_disk_full
 from prodtest.faults import consistency_figures, device_consistency
 from prodtest.figures import Figure, Results
-from prodtest.lab import Lab, LabError, podman_exec, wait_until
+from prodtest.lab import Lab, LabError, main_pid, podman_exec, wait_until
 from prodtest.middeploy import run_mid_deploy_partition, run_mid_deploy_restart
 from prodtest.profile import Profile
 from prodtest.progress import STOP, say
@@ -30,10 +30,6 @@ STAGE = "Device faults"
 TARGET_S = 30.0  # the seed's automatic recovery; our own budget is 10 s (in the note)
 UNIT = "rvm-edge"
 TEXTFILE = "/var/lib/prometheus/node-exporter/rvm_edge_recovery.prom"
-
-
-def main_pid(lab: Lab, device: str) -> int:
-    return int(podman_exec(device, f"systemctl show -p MainPID --value {UNIT}").strip() or 0)
 
 
 def kill_main(device: str) -> None:
@@ -71,7 +67,7 @@ def run_kills(lab: Lab, device: str, prof: Profile, results: Results) -> dict[st
     """One kill -9, then StartLimitBurst + 1 in a row (the unit failed by its start limit)."""
     raw: dict[str, object] = {}
     say(f"device faults: kill -9 of rvm-edge on {device}")
-    pid = main_pid(lab, device)
+    pid = main_pid(device)
     kill_main(device)
     wait_until(
         "the kill to take the device down",
@@ -92,7 +88,7 @@ def run_kills(lab: Lab, device: str, prof: Profile, results: Results) -> dict[st
         last = pids[-1] if pids else pid
         new = wait_until(
             f"kill {i + 1}: a new main process",
-            lambda last=last: ((p := main_pid(lab, device)) not in (0, last) and p) or None,
+            lambda last=last: ((p := main_pid(device)) not in (0, last) and p) or None,
             120,
             0.2,
             STOP,

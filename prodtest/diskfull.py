@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from prodtest.figures import Figure, Results
-from prodtest.lab import ROOT, Lab, LabError, sh, wait_until
+from prodtest.lab import ROOT, Lab, LabError, main_pid, sh, wait_until
 from prodtest.progress import STOP, say
 from prodtest.push import POLL_S, longest_not_ready
 
@@ -90,12 +90,6 @@ def _sample(lab: Lab, device: str) -> dict[str, float]:
     }
 
 
-def _main_pid(device: str) -> str:
-    return sh(
-        ["podman", "exec", device, "systemctl", "show", "-p", "MainPID", "--value", "rvm-edge"]
-    ).stdout.strip()
-
-
 def _sent_image_mb(device: str) -> float:
     """Megabytes of images the device holds for deposits the platform already has."""
     script = (
@@ -136,7 +130,7 @@ def run_phase_low(lab: Lab, device: str, mp: Path, results: Results) -> dict[str
         )  # fmt: skip
         return {"sent_image_mb": sent_mb, "measured": False}
     before = _sample(lab, device)
-    pid = _main_pid(device)
+    pid = main_pid(device)
     size = fill(mp, leave)
     t0 = time.monotonic()
     say(f"device faults: data partition of {device} left {free_mb(mp):.0f} MB free (low mark {LOW_MB:.0f})")
@@ -149,7 +143,7 @@ def run_phase_low(lab: Lab, device: str, mp: Path, results: Results) -> dict[str
         clear(mp)
     down = longest_not_ready(samples)
     cleared_mb = (before["image_bytes"] - after["image_bytes"]) / MB
-    same = _main_pid(device) == pid
+    same = main_pid(device) == pid
     say(
         f"device faults: disk low: {free_after:.0f} MB free again after "
         f"{'-' if freed_s is None else f'{freed_s:.1f} s'}, {cleared_mb:.1f} MB of sent images cleared, "
@@ -185,7 +179,7 @@ def run_phase_low(lab: Lab, device: str, mp: Path, results: Results) -> dict[str
 
 def run_phase_full(lab: Lab, device: str, mp: Path, hold_s: float, results: Results) -> dict[str, object]:
     before = _sample(lab, device)
-    pid = _main_pid(device)
+    pid = main_pid(device)
     size = fill(mp, FULL_FREE_MB)
     t_fill = time.monotonic()
     say(f"device faults: data partition of {device} left {free_mb(mp):.0f} MB free for {hold_s:.0f} s")
@@ -199,7 +193,7 @@ def run_phase_full(lab: Lab, device: str, mp: Path, hold_s: float, results: Resu
         mid = _sample(lab, device)
         held = _poll(lab, device, hold_s)
         during = _sample(lab, device)
-        pid_during = _main_pid(device)
+        pid_during = main_pid(device)
     finally:
         clear(mp)
     t_clear = time.monotonic()
@@ -224,7 +218,7 @@ def run_phase_full(lab: Lab, device: str, mp: Path, hold_s: float, results: Resu
     refused = during["refused"] - before["refused"]
     recorded_while_full = during["recorded"] - mid["recorded"]
     sent_while_full = max(0.0, mid["pending"] - during["pending"])
-    same = pid_during == pid == _main_pid(device)
+    same = pid_during == pid == main_pid(device)
     not_ready_all = all(not ok for _, ok in held)
     say(
         f"device faults: disk full: not ready after {'-' if seen_s is None else f'{seen_s:.2f} s'}, "

@@ -50,6 +50,11 @@ def podman_exec(host: str, script: str, timeout: float = 60) -> str:
     return proc.stdout
 
 
+def main_pid(device: str) -> int:
+    """rvm-edge's main process on DEVICE as systemd knows it; 0 while there is none."""
+    return int(podman_exec(device, "systemctl show -p MainPID --value rvm-edge").strip() or 0)
+
+
 def address(host: str) -> str:
     proc = sh(["podman", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", host])
     addr = proc.stdout.split()

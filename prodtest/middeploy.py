@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from prodtest.figures import Figure, Results
-from prodtest.lab import ROOT, Lab, LabError, address, podman_exec, sh, wait_until
+from prodtest.lab import ROOT, Lab, LabError, address, main_pid, podman_exec, sh, wait_until
 from prodtest.progress import STOP, say
 from prodtest.push import (
     LOCK,
@@ -230,8 +230,7 @@ def wait_in_gate(
     def restarted() -> bool | None:
         if play.poll() is not None:
             raise LabError(f"the deploy of {version} ended (rc {play.returncode}) before its health gate")
-        pid = podman_exec(device, "systemctl show -p MainPID --value rvm-edge").strip()
-        return (pid not in ("", "0", old_pid) and lab.readyz(device, timeout=2)) or None
+        return (main_pid(device) not in (0, int(old_pid or 0)) and lab.readyz(device, timeout=2)) or None
 
     wait_until(f"{device} restarted and ready on {version} (its gate)", restarted, READY_WAIT_S, 0.5, STOP)
     return pending
@@ -490,7 +489,6 @@ def _after_deadline(lab: Lab, device: str, raw: dict[str, Any], seen: int, inven
 
 
 def _restart_figures(raw: dict[str, Any], results: Results) -> None:
-    guard = raw.get("guard") or {}
     ended = raw.get("play_ended_after_restart_s")
     play = raw.get("play") or {}
     results.add(
@@ -504,20 +502,7 @@ def _restart_figures(raw: dict[str, Any], results: Results) -> None:
             yes(ended is not None), "yes=1", 1, ">=", stage=STAGE,
             note=f"rc {play.get('returncode')}, {ended} s after the restart; unreachable {play.get('unreachable')}",
         ),
-        Figure(
-            "dev.midrestart.deadline_to_ready_s", "restart mid-deploy: the guard's rollback, deadline to healthy",
-            guard.get("healthy_after_deadline_s"), "s", BUDGET_S, stage=STAGE,
-            note=f"the guard's deploys.jsonl line; {guard.get('reason', 'no guard rollback')}"[:200],
-        ),
-        Figure(
-            "dev.midrestart.one_release", "restart mid-deploy: one healthy release, the one it ran, nothing pending, lock free",
-            yes(bool(raw.get("one_healthy_release"))), "yes=1", 1, ">=", stage=STAGE, note=f"{raw.get('end')}",
-        ),
-        Figure(
-            "dev.midrestart.lock_recoverable", "restart mid-deploy: the next deploy.yml succeeds without lock_break",
-            yes((raw.get("operator_run") or {}).get("rc") == 0), "yes=1", 1, ">=", stage=STAGE,
-            note=f"{(raw.get('operator_run') or {}).get('seconds')} s",
-        ),
+        *_end_figures("midrestart", "restart mid-deploy", "the next deploy.yml", raw),
     )  # fmt: skip
 
 
@@ -601,28 +586,36 @@ def run_mid_deploy_partition(lab: Lab, device: str, results: Results) -> dict[st
     return raw
 
 
-def _partition_figures(raw: dict[str, Any], results: Results) -> None:
+def _end_figures(key: str, fault: str, next_run: str, raw: dict[str, Any]) -> list[Figure]:
+    """What both mid-deploy faults end with: the guard's rollback from the deadline, one healthy
+    release (the one the device ran), and the lock taken by the next operator run."""
     guard = raw.get("guard") or {}
     follow = raw.get("operator_run") or {}
+    return [
+        Figure(
+            f"dev.{key}.deadline_to_ready_s", f"{fault}: the guard's rollback, deadline to healthy",
+            guard.get("healthy_after_deadline_s"), "s", BUDGET_S, stage=STAGE,
+            note=f"the guard's deploys.jsonl line; {guard.get('reason', 'no guard rollback')}"[:200],
+        ),
+        Figure(
+            f"dev.{key}.one_release", f"{fault}: one healthy release, the one it ran, nothing pending, lock free",
+            yes(bool(raw.get("one_healthy_release"))), "yes=1", 1, ">=", stage=STAGE, note=f"{raw.get('end')}",
+        ),
+        Figure(
+            f"dev.{key}.lock_recoverable", f"{fault}: {next_run} succeeds without lock_break",
+            yes(follow.get("rc") == 0), "yes=1", 1, ">=", stage=STAGE, note=f"{follow.get('seconds')} s",
+        ),
+    ]  # fmt: skip
+
+
+def _partition_figures(raw: dict[str, Any], results: Results) -> None:
     results.add(
         Figure(
             "dev.partition.not_ready_s", "partition mid-deploy: longest stretch not ready (polled inside the device)",
             raw.get("longest_not_ready_s"), "s", TARGET_S, stage=STAGE,
             note=f"our budget {BUDGET_S:.0f} s; the guard's rollback restart; {raw.get('inside_polls')} polls over {raw.get('partition_s')} s",
         ),
-        Figure(
-            "dev.partition.deadline_to_ready_s", "partition mid-deploy: the guard's rollback, deadline to healthy",
-            guard.get("healthy_after_deadline_s"), "s", BUDGET_S, stage=STAGE,
-            note=f"the guard's deploys.jsonl line; {guard.get('reason', 'no guard rollback')}"[:200],
-        ),
-        Figure(
-            "dev.partition.one_release", "partition mid-deploy: one healthy release, the one it ran, nothing pending, lock free",
-            yes(bool(raw.get("one_healthy_release"))), "yes=1", 1, ">=", stage=STAGE, note=f"{raw.get('end')}",
-        ),
-        Figure(
-            "dev.partition.lock_recoverable", "partition mid-deploy: the next deploy.yml over the healed link succeeds without lock_break",
-            yes(follow.get("rc") == 0), "yes=1", 1, ">=", stage=STAGE, note=f"{follow.get('seconds')} s",
-        ),
+        *_end_figures("partition", "partition mid-deploy", "the next deploy.yml over the healed link", raw),
         Figure(
             "dev.partition.play_s", "partition mid-deploy: the control node's play, start to end", (raw.get("play") or {}).get("seconds"),
             "s", stage=STAGE,

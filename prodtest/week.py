@@ -31,6 +31,7 @@ from typing import Any
 from prodtest.figures import Figure, Results
 from prodtest.lab import MONITOR, ROOT, Lab, LabError, address, podman_exec, sh, wait_until
 from prodtest.progress import STOP, say
+from prodtest.push import play_env
 from prodtest.releases import build_release
 from prodtest.scale import backup_cleanup_script
 
@@ -86,7 +87,7 @@ class Step:
 
 def playbook(*args: str, timeout: float = PLAY_TIMEOUT_S) -> tuple[int, str]:
     """ansible-playbook from the project's root with its ansible.cfg; (exit status, output)."""
-    proc = sh([str(ROOT / ".venv" / "bin" / "ansible-playbook"), *args], timeout)
+    proc = sh([str(ROOT / ".venv" / "bin" / "ansible-playbook"), *args], timeout, env=play_env())
     return proc.returncode, proc.stdout + proc.stderr
 
 
@@ -201,33 +202,26 @@ class Week:
             wait_until(f"Prometheus: {device} runs {want}", probe, 90, 3, STOP)
         return step.check("monitoring", f"Prometheus: {device} runs {want}", want in seen, f"seen {seen}")
 
-    def prom_up(self, step: Step, device: str) -> bool:
+    def prom_one(self, step: Step, query: str, what: str, timeout: float) -> bool:
+        """Wait (bounded) until the instant query ``query`` gives exactly one series at 1."""
         value: list[float] = []
 
         def probe() -> bool | None:
-            rows = self.lab.prom(f'up{{job="rvm_edge",device="{device}"}}') or []
+            rows = self.lab.prom(query) or []
             value[:] = [float(r["value"][1]) for r in rows]
             return value == [1.0] or None
 
         with suppress(LabError):
-            wait_until(f"Prometheus scraping {device}", probe, 120, 3, STOP)
-        return step.check(
-            "monitoring", f"Prometheus scrapes {device}'s rvm-edge (up == 1)", value == [1.0], f"up {value}"
+            wait_until(f"Prometheus: {what}", probe, timeout, 3, STOP)
+        return step.check("monitoring", f"Prometheus: {what}", value == [1.0], f"{query} = {value}")
+
+    def prom_up(self, step: Step, device: str) -> bool:
+        return self.prom_one(
+            step, f'up{{job="rvm_edge",device="{device}"}}', f"scrapes {device}'s rvm-edge", 120
         )
 
     def prom_ready(self, step: Step, device: str) -> bool:
-        value: list[float] = []
-
-        def probe() -> bool | None:
-            rows = self.lab.prom(f'rvm_edge_ready{{device="{device}"}}') or []
-            value[:] = [float(r["value"][1]) for r in rows]
-            return value == [1.0] or None
-
-        with suppress(LabError):
-            wait_until(f"Prometheus: {device} ready", probe, 90, 3, STOP)
-        return step.check(
-            "monitoring", f"Prometheus: {device} ready (rvm_edge_ready == 1)", value == [1.0], f"{value}"
-        )
+        return self.prom_one(step, f'rvm_edge_ready{{device="{device}"}}', f"{device} ready", 90)
 
     def device_on(self, step: Step, device: str, want: str) -> bool:
         got: list[str | None] = [None, None]
