@@ -17,6 +17,7 @@ from prodtest.push import POLL_S, push
 STAGE = "Device faults"
 BAD_SOURCE = {"kind": "webcam", "device": "0"}
 EXPECTED = "source.kind"  # check-config names the key it refuses
+RELEASE_CONFIG = "/releases/"  # ... and the release's config file, not Ansible's temporary copy
 
 
 def run_bad_config(lab: Lab, device: str, results: Results) -> dict[str, object]:
@@ -24,6 +25,7 @@ def run_bad_config(lab: Lab, device: str, results: Results) -> dict[str, object]
     pushed = push(lab, device, {"rvm_edge_source": BAD_SOURCE})
     said = " ".join(pushed.refusal.split())
     refused = pushed.returncode != 0 and "Render the config" in pushed.failed_task and EXPECTED in said
+    names_file = refused and f"{RELEASE_CONFIG}" in said and "ansible-tmp" not in said
     down = pushed.longest_not_ready_s
     say(
         f"device faults: bad config {'refused' if refused else 'NOT refused'} after {pushed.play_s:.0f} s; "
@@ -33,6 +35,10 @@ def run_bad_config(lab: Lab, device: str, results: Results) -> dict[str, object]
         Figure(
             "dev.badconfig.refused", "bad config: refused by the release's check-config, naming source.kind", float(refused), "yes=1", 1, ">=",
             stage=STAGE,
+        ),
+        Figure(
+            "dev.badconfig.names_file", "bad config: the refusal names the release's config file (not a temporary copy)",
+            float(names_file), "yes=1", 1, ">=", stage=STAGE,
         ),
         Figure(
             "dev.badconfig.not_ready_s", "bad config: longest stretch not ready while it was pushed", down, "s",
@@ -48,4 +54,4 @@ def run_bad_config(lab: Lab, device: str, results: Results) -> dict[str, object]
             "yes=1", 1, ">=", stage=STAGE,
         ),
     )  # fmt: skip
-    return {**pushed.raw(), "refused_naming_the_key": refused}
+    return {**pushed.raw(), "refused_naming_the_key": refused, "naming_the_release_config": names_file}

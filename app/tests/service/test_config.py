@@ -100,6 +100,25 @@ def test_check_config_prints_all_errors_and_needs_no_secrets(
     assert "missing.yml: file not found" in capsys.readouterr().err
 
 
+def test_check_config_names_the_file_a_checked_copy_becomes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The deploy's validate: checks Ansible's temporary copy; the refusal names the release's config
+    file instead (by --as, or RVM_EDGE_CHECK_AS, which an older release simply ignores)."""
+    copy = write(tmp_path, MINIMAL + "source: {kind: webcam}\n")
+    release = "/opt/rvm-edge/releases/2.0.0/config.yml"
+    assert main(["check-config", "--as", release, str(copy)]) == 2
+    err = capsys.readouterr().err
+    assert f"rvm-edge: {release}: source.kind" in err and str(copy) not in err
+    monkeypatch.setenv("RVM_EDGE_CHECK_AS", release)
+    assert main(["check-config", str(copy)]) == 2
+    err = capsys.readouterr().err
+    assert f"rvm-edge: {release}: source.kind" in err and str(copy) not in err
+    monkeypatch.setenv("RVM_EDGE__SERVER__PORT", "-1")  # an environment key keeps its own origin
+    assert main(["check-config", str(copy)]) == 2
+    assert "environment RVM_EDGE__SERVER__PORT: server.port" in capsys.readouterr().err
+
+
 def test_check_config_strict_checks_secrets_and_models(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],

@@ -8,6 +8,7 @@ so operators never have to know where the database lives.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import fcntl
 import json
 import os
@@ -25,6 +26,9 @@ from rvm_edge.service.config import (
 )
 
 EXIT_INVALID = 2
+# The name check-config gives the file it checks (the deploy's validate: checks a temporary copy).
+# Not under RVM_EDGE__ (the config's own environment layer), so no release reads it as a key.
+CHECK_AS_ENV = "RVM_EDGE_CHECK_AS"
 EXIT_BUSY = 4
 
 
@@ -71,19 +75,23 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     if args.file is None:
         print("rvm-edge: check-config needs a FILE (or --schema)", file=sys.stderr)
         return EXIT_INVALID
+    # Ansible's `validate:` checks a temporary copy: its messages name the file it will become.
+    shown = args.shown_as or os.environ.get(CHECK_AS_ENV) or str(args.file)
     try:
         cfg = load_config(args.file)
     except ConfigError as exc:
         for issue in exc.issues:
+            if issue.origin == str(args.file):
+                issue = dataclasses.replace(issue, origin=shown)
             print(f"rvm-edge: {issue}", file=sys.stderr)
         return EXIT_INVALID
     if args.strict:
         problems = strict_problems(cfg)
         for p in problems:
-            print(f"rvm-edge: {args.file}: {p}", file=sys.stderr)
+            print(f"rvm-edge: {shown}: {p}", file=sys.stderr)
         if problems:
             return EXIT_INVALID
-    print(f"{args.file}: ok (profile {cfg.profile}, device {cfg.device.id})")
+    print(f"{shown}: ok (profile {cfg.profile}, device {cfg.device.id})")
     return 0
 
 
@@ -292,6 +300,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("file", type=Path, nargs="?")
     p.add_argument("--strict", action="store_true", help="also check secret files, models and data_dir")
+    p.add_argument(
+        "--as",
+        dest="shown_as",
+        metavar="NAME",
+        help=f"name FILE as NAME in messages (a temporary copy checked before it lands; also ${CHECK_AS_ENV}, "
+        "which releases without this option ignore)",
+    )
     p.add_argument(
         "--schema", action="store_true", help="print the config's JSON Schema (keys, types, defaults)"
     )
