@@ -40,6 +40,8 @@ from fleet_helpers import (
     sh,
 )
 
+from prodtest.releases import build_release
+
 BASE = "0.1.0"
 GOOD, BROKEN = "0.1.1", "0.1.2"
 STATE = "/var/lib/rvm-edge-release"
@@ -51,58 +53,12 @@ SHORT = [
     "-e",
     "rvm_edge_commit_margin_s=5",
 ]
-BUG = (
-    "        _t_bug = time.monotonic()\n"
-    "        while not self.shutdown.is_set():\n"
-    "            if time.monotonic() - _t_bug > 8:  # fleet test release 0.1.2: the bug\n"
-    "                self.exit_code = EXIT_PIPELINE\n"
-    "                break\n"
-)
 
 
 def build(version: str, out: Path, broken: bool) -> None:
-    """A release of this checkout's app with its own version (and, for `broken`, the bug)."""
-    src = out.parent / "src" / version
-    src.mkdir(parents=True)
-    proc = sh(
-        [
-            "sh",
-            "-c",
-            "tar -C app --exclude='./.venv*' --exclude=./models --exclude=./tests --exclude='*.egg-info' "
-            f"--exclude=__pycache__ --exclude=./build -cf - . | tar -C {src} -xf -",
-        ]
-    )
-    assert proc.returncode == 0, proc.stderr
-    pyproject = src / "pyproject.toml"
-    pyproject.write_text(re.sub(r'(?m)^version = ".*"$', f'version = "{version}"', pyproject.read_text()))
-    init = src / "src" / "rvm_edge" / "__init__.py"
-    init.write_text(re.sub(r'(?m)^__version__ = ".*"$', f'__version__ = "{version}"', init.read_text()))
-    if broken:
-        runner = src / "src" / "rvm_edge" / "service" / "runner.py"
-        text = runner.read_text()
-        loop = "        while not self.shutdown.is_set():\n"
-        assert text.count(loop) == 1, "the service loop moved: update the fleet test's bug"
-        runner.write_text(text.replace(loop, BUG))
-    command = [
-        str(ROOT / ".venv" / "bin" / "python"),
-        "release/build_bundle.py",
-        "--app",
-        str(src),
-        "--models",
-        "app/models/lab",
-        "--version",
-        version,
-        "--python",
-        "3.11",
-        "--created",
-        "2026-12-01T00:00:00Z",
-        "--out",
-        str(out),
-    ]
-    if (ROOT / "app" / "models" / "lab" / "sam2").is_dir():
-        command += ["--skip-models", "sam2"]
-    proc = sh(command)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    """A release of this checkout's app with its own version (and, for `broken`, the bug that only a
+    health gate catches: ready, then an exit 8 s later): prodtest's release builder, one for both."""
+    build_release(version, out, broken)
 
 
 @pytest.fixture(scope="module")
