@@ -34,7 +34,9 @@ fi
 # core busy (monitoring_agent: 51 s of control-node CPU in 235 s, plus its container's), so two at a
 # time cut the wall time on 2 cores by up to half. RVM_MOLECULE_JOBS=1 streams them one by one.
 jobs=${RVM_MOLECULE_JOBS:-2}
-LONGEST_FIRST=(roles/rvm_edge roles/hardening roles/backup roles/zerotier)
+# Longest first, by the last measured times (docs/ci.md): jetson_runtime grew to the second longest
+# with its zram case (~250-430 s) but came sixth, so one lane idled for minutes at the end.
+LONGEST_FIRST=(roles/rvm_edge roles/jetson_runtime roles/hardening roles/backup roles/zerotier)
 ordered=()
 for prefix in "${LONGEST_FIRST[@]}"; do
   for file in "${scenarios[@]}"; do [[ $file == "$prefix"/* ]] && ordered+=("$file"); done
