@@ -15,7 +15,8 @@ module: rvm_commit
 short_description: Arm, commit or disarm a device's pending commit of a release
 description:
   - "I(state=armed): record that I(release) waits for its commit, with I(previous) as the way back and a
-    deadline I(timeout_s) seconds from now (wall clock, so it survives a reboot). Nothing is armed
+    deadline I(timeout_s) seconds from now (on the kernel's boot clock within this boot, which no NTP
+    step or date -s moves, and on the wall clock, which decides after a reboot). Nothing is armed
     when I(previous) is empty or equals I(release) (a first install, a re-run that switched
     nothing), unless a pending commit of I(release) is already there (a run that died left it):
     then this run adopts it with a new deadline."
@@ -105,13 +106,12 @@ last:
   type: dict
 """
 
-import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.rvm_commit_core import Outcome, Pending, PendingError, arm, commit
-from ansible.module_utils.rvm_commit_state import CommitState, StateBusy, public
+from ansible.module_utils.rvm_commit_core import Clock, Outcome, Pending, PendingError, arm, commit
+from ansible.module_utils.rvm_commit_state import CommitState, StateBusy, clock_now, public
 
 ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
     "state": {"type": "str", "default": "status", "choices": ["armed", "committed", "disarmed", "status"]},
@@ -131,7 +131,7 @@ REQUIRED_IF = [
 
 
 def plan(
-    params: dict[str, Any], pending: Pending | None, last: Outcome | None, now: float
+    params: dict[str, Any], pending: Pending | None, last: Outcome | None, now: Clock
 ) -> tuple[Pending | None, Outcome | None, str]:
     """(the pending record after, the outcome to keep or None, message); raises PendingError to refuse."""
     state, release = params["state"], params["release"]
@@ -139,9 +139,7 @@ def plan(
         if pending is not None and pending.release == release:
             if params["timeout_s"] <= 0:
                 raise PendingError(f"parameter timeout_s must be > 0 s, got {params['timeout_s']}")
-            adopted = replace(
-                pending, deadline=now + params["timeout_s"], token=params["token"], holder=params["holder"]
-            )
+            adopted = pending.renewed(now, params["timeout_s"], params["token"], params["holder"])
             return adopted, None, f"adopted the pending commit of {release} left by {pending.holder}"
         if not params["previous"] or params["previous"] == release:
             return pending, None, f"nothing to arm: {release} did not replace another release"
@@ -155,12 +153,12 @@ def plan(
         changed, msg = commit(pending, last, release, params["token"])
         if not changed:
             return pending, None, msg
-        return None, Outcome(release, "committed", now), msg
+        return None, Outcome(release, "committed", now.wall), msg
     if state == "disarmed" and pending is not None:
         reason = params["reason"]
         return (
             None,
-            Outcome(pending.release, "rolled back", now, reason),
+            Outcome(pending.release, "rolled back", now.wall, reason),
             f"disarmed {pending.release}: {reason}",
         )
     return (
@@ -175,7 +173,7 @@ def run(module: AnsibleModule) -> dict[str, Any]:
     if params["release"] is not None and not params["release"].strip():
         raise PendingError("parameter release must not be empty")
     store = CommitState(params["dir"])
-    now = time.time()
+    now = clock_now()
     if module.check_mode or params["state"] == "status":
         before, last = store.pending(), store.last()
         after, outcome, msg = plan(params, before, last, now)

@@ -19,10 +19,24 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
-from ansible.module_utils.rvm_commit_core import Outcome, Pending, PendingError
+from ansible.module_utils.rvm_commit_core import Clock, Outcome, Pending, PendingError
 
 PENDING = "pending.json"
 LAST = "last.json"
+BOOT_ID = "/proc/sys/kernel/random/boot_id"
+
+
+def clock_now(boot_id_path: str = BOOT_ID) -> Clock:
+    """The wall clock, and this boot's id with its boot clock; without them (not Linux, /proc
+    unreadable) the wall clock alone, as records were decided before the boot clock."""
+    wall = time.time()
+    try:
+        with open(boot_id_path, encoding="ascii") as handle:
+            boot_id = handle.read().strip()
+        since_boot = time.clock_gettime(time.CLOCK_BOOTTIME)
+    except (OSError, AttributeError):
+        return Clock(wall)
+    return Clock(wall, boot_id, since_boot) if boot_id else Clock(wall)
 
 
 class StateBusy(OSError):

@@ -16,7 +16,7 @@ import pytest
 import rvm_commit
 import yaml
 from ansible.module_utils.rvm_commit_core import Outcome
-from ansible.module_utils.rvm_commit_state import CommitState
+from ansible.module_utils.rvm_commit_state import CommitState, clock_now
 from ansible.module_utils.testing import patch_module_args
 
 ARM = {"state": "armed", "release": "2.0.0", "previous": "1.0.0", "timeout_s": 90, "token": "run-a"}
@@ -43,6 +43,9 @@ def test_arm_then_commit_leaves_nothing_pending_and_says_committed(state: Path) 
     assert armed["changed"] and armed["armed"], armed
     assert armed["pending"]["previous"] == "1.0.0" and "token" not in armed["pending"]
     assert abs(armed["pending"]["deadline"] - (time.time() + 90)) < 5
+    # ... and on this boot's clock, which no step of the wall clock moves
+    assert armed["pending"]["boot_id"] == Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    assert abs(armed["pending"]["boot_deadline"] - (time.clock_gettime(time.CLOCK_BOOTTIME) + 90)) < 5
     assert json.loads((state / "pending.json").read_text())["token"] == "run-a"
 
     done = run({"state": "committed", "dir": str(state), "release": "2.0.0", "token": "run-a"})
@@ -175,3 +178,11 @@ def test_documentation_matches_the_argument_spec_and_examples() -> None:
     for task in yaml.safe_load(rvm_commit.EXAMPLES):
         assert set(task["rvm_commit"]) <= set(doc["options"])
     assert yaml.safe_load(rvm_commit.RETURN)["msg"]["returned"] == "always"
+
+
+def test_without_a_boot_id_the_clock_is_the_wall_clock_alone(tmp_path: Path) -> None:
+    """Where /proc gives no boot id (not Linux, a restricted /proc) deadlines are decided as before."""
+    clock = clock_now(str(tmp_path / "no-boot-id"))
+    assert clock.boot_id == "" and abs(clock.wall - time.time()) < 5
+    (tmp_path / "boot_id").write_text("abc\n")
+    assert clock_now(str(tmp_path / "boot_id")).boot_id == "abc"

@@ -1,12 +1,20 @@
 """Commit-or-rollback decided on the device (issue 16): when the guard waits, rolls back or steps
-aside, and when a commit is refused. Pure decisions; the guard unit and the module are not wired yet."""
+aside, and when a commit is refused; the deadline on the boot clock and the wall clock. Pure decisions."""
 
 from __future__ import annotations
 
 import re
 
 import pytest
-from ansible.module_utils.rvm_commit_core import Outcome, Pending, PendingError, arm, commit, decide
+from ansible.module_utils.rvm_commit_core import (
+    Clock,
+    Outcome,
+    Pending,
+    PendingError,
+    arm,
+    commit,
+    decide,
+)
 
 T0 = 1_800_000_000.0
 
@@ -44,6 +52,50 @@ def test_a_reboot_does_not_reset_the_deadline(pending: Pending) -> None:
     """The record is read back from disk after the boot; the deadline is wall-clock time."""
     after_boot = Pending.from_json(pending.to_json())
     assert decide(after_boot, T0 + 300, current="2.0.0", service_failed=False).action == "rollback"
+
+
+BOOT = "6f1c0e2a-0000-4000-8000-000000000001"
+UP = 400.0  # seconds since that boot when the deadline was armed
+
+
+@pytest.fixture
+def on_boot_clock() -> Pending:
+    return arm("2.0.0", "1.0.0", Clock(T0, BOOT, UP), 90, "run-a", "ops@ctl: deploy 2.0.0")
+
+
+@pytest.mark.parametrize("step_s", [3600.0, -3600.0, -86400.0 * 365])
+def test_a_clock_step_in_the_same_boot_moves_no_deadline(on_boot_clock: Pending, step_s: float) -> None:
+    """NTP stepping a stale clock (or `date -s`) while the gate runs: 30 s in, the wall clock says an
+    hour later or earlier (or a year earlier); the boot clock says 30 s, so the guard waits; 91 s in
+    it rolls back, whatever the wall clock says."""
+    assert Pending.from_json(on_boot_clock.to_json()) == on_boot_clock
+    early = decide(
+        on_boot_clock, Clock(T0 + 30 + step_s, BOOT, UP + 30), current="2.0.0", service_failed=False
+    )
+    assert early.action == "wait" and early.reason.startswith("60 s left"), early
+    late = decide(
+        on_boot_clock, Clock(T0 + 91 + step_s, BOOT, UP + 91), current="2.0.0", service_failed=False
+    )
+    assert late.action == "rollback" and "(1 s ago)" in late.reason, late
+
+
+def test_after_a_reboot_the_wall_clock_decides(on_boot_clock: Pending) -> None:
+    """Another boot's clock starts again from 0: the wall-clock deadline (it survives the boot) decides."""
+    other = "6f1c0e2a-0000-4000-8000-000000000002"
+    assert decide(on_boot_clock, Clock(T0 + 60, other, 5.0), "2.0.0", False).action == "wait"
+    assert decide(on_boot_clock, Clock(T0 + 95, other, 5.0), "2.0.0", False).action == "rollback"
+
+
+def test_a_record_from_before_the_boot_clock_is_read_by_the_wall_clock() -> None:
+    old = Pending.from_json('{"release": "2", "previous": "1", "deadline": 100, "token": "t", "holder": "h"}')
+    assert (old.boot_id, old.boot_deadline) == ("", 0.0)
+    assert decide(old, Clock(99, BOOT, 10_000.0), "2", False).action == "wait"
+    assert decide(old, Clock(101, BOOT, 0.0), "2", False).action == "rollback"
+
+
+def test_an_adopted_commit_gets_a_new_deadline_on_both_clocks(on_boot_clock: Pending) -> None:
+    adopted = on_boot_clock.renewed(Clock(T0 + 50, BOOT, UP + 50), 120, "run-b", "ops@ctl-2: deploy 2.0.0")
+    assert (adopted.deadline, adopted.boot_deadline, adopted.token) == (T0 + 170, UP + 170, "run-b")
 
 
 def test_a_failed_service_rolls_back_before_the_deadline(pending: Pending) -> None:
@@ -87,6 +139,14 @@ def test_a_repeated_commit_changes_nothing() -> None:
         ("{", "not JSON"),
         ("[]", "not a JSON object"),
         ('{"release": "2"}', "lacks deadline, holder, previous, token"),
+        (
+            '{"release": "2", "previous": "1", "deadline": 1, "token": "t", "holder": "h", "boot_deadline": "x"}',
+            "boot_deadline is not a number",
+        ),
+        (
+            '{"release": "2", "previous": "1", "deadline": 1, "token": "t", "holder": "h", "boot_id": 7}',
+            "boot_id is not text",
+        ),
         (
             '{"release": "2", "previous": "1", "deadline": "soon", "token": "t", "holder": "h"}',
             "not a number",
