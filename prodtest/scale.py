@@ -509,10 +509,17 @@ class Run:
     failed_task: str = ""
     failure: str = ""
     report: dict[str, Any] | None = None
+    # a rollback's devices: seconds from the service's stop to its READY=1 (out_of_service_s)
+    out_of_service: dict[str, float | None] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         return self.rc == 0
+
+    @property
+    def worst_out_of_service(self) -> float | None:
+        values = [v for v in self.out_of_service.values() if v is not None]
+        return max(values) if values else None
 
     def worst(self, key: str) -> float | None:
         """The largest per-host figure of the deploy summary (e.g. a rollback's to_healthy_s)."""
@@ -523,7 +530,7 @@ class Run:
         return {
             "op": self.op, "size": self.size, "rtt_ms": self.rtt_ms, "seconds": round(self.seconds, 1),
             "rc": self.rc, "hosts": self.hosts, "log": self.log, "failed_task": self.failed_task,
-            "failure": self.failure[:1500], "report": self.report,
+            "failure": self.failure[:1500], "report": self.report, "out_of_service_s": self.out_of_service,
         }  # fmt: skip
 
 
@@ -663,8 +670,11 @@ class Scale:
             self.play("deploy", ["playbooks/deploy.yml", "-l", every, "-e", json.dumps(deploy_vars)], size, rtt_ms,
                       900 + 120 * n)  # fmt: skip
         with self.sampler.window(f"rollback n={size} rtt {rtt_ms}"):
-            self.play("rollback", ["playbooks/rollback.yml", "-l", every, "-e",
-                                   json.dumps({"rvm_edge_rollback_to": self.base})], size, rtt_ms, 600 + 30 * n)  # fmt: skip
+            back = self.play("rollback", ["playbooks/rollback.yml", "-l", every, "-e",
+                                          json.dumps({"rvm_edge_rollback_to": self.base})], size, rtt_ms, 600 + 30 * n)  # fmt: skip
+        back.out_of_service = {d: device_out_of_service(d) for d in sorted(self.devices)}
+        say(f"scale: n={size} rtt {rtt_ms} ms: rollback, slowest device out of service (stop to ready, "
+            f"its own clock): {back.worst_out_of_service} s")  # fmt: skip
 
     @contextlib.contextmanager
     def latency(self, size: int, rtt_ms: int) -> Iterator[None]:
@@ -726,6 +736,30 @@ class Scale:
         if left:
             self.notes.append(f"left behind: {left}")
         say(f"scale: cleanup done; {'nothing left' if not left else f'LEFT: {left}'}")
+
+
+OUT_OF_SERVICE_PROPS = ("ActiveExitTimestampMonotonic", "ActiveEnterTimestampMonotonic")
+
+
+def out_of_service_s(show: str) -> float | None:
+    """Seconds from rvm-edge leaving ``active`` (its stop began) to entering it again (READY=1 of a
+    Type=notify unit), from ``systemctl show`` on the device: the device's own time out of service
+    in its last restart, free of the play's lockstep (linear strategy: every task waits for the
+    slowest host) and of the control node's round trips. None when systemd has no such pair."""
+    props = dict(line.split("=", 1) for line in show.splitlines() if "=" in line)
+    try:
+        left, back = (int(props[k]) for k in OUT_OF_SERVICE_PROPS)
+    except (KeyError, ValueError):
+        return None
+    return round((back - left) / 1e6, 2) if 0 < left < back else None
+
+
+def device_out_of_service(device: str) -> float | None:
+    try:
+        show = podman_exec(device, "systemctl show -p " + " -p ".join(OUT_OF_SERVICE_PROPS) + " rvm-edge")
+    except LabError:
+        return None
+    return out_of_service_s(show)
 
 
 def _pid(device: str) -> int:
@@ -801,7 +835,11 @@ def add_figures(scale: Scale, results: Results) -> None:
             figures.append(Figure(f"scale.rollback_device.n{size}.rtt{rtt_ms}",
                                   f"n={size}, +{rtt_ms} ms RTT: rollback, slowest device to healthy",
                                   run.worst("to_healthy_s"), "s", ROLLBACK_TARGET_S, stage=STAGE,
-                                  note="rvm_deploy_summary to_healthy_s"))  # fmt: skip
+                                  note="rvm_deploy_summary to_healthy_s: drain to ready, as the play sees it (each task waits for the slowest host)"))  # fmt: skip
+            figures.append(Figure(f"scale.rollback_out_of_service.n{size}.rtt{rtt_ms}",
+                                  f"n={size}, +{rtt_ms} ms RTT: rollback, slowest device out of service",
+                                  run.worst_out_of_service, "s", ROLLBACK_TARGET_S, stage=STAGE,
+                                  note="stop to ready on the device's own clock (systemd's timestamps)"))  # fmt: skip
     for op in OPS:
         for rtt_ms in RTTS_MS:
             pts = [(float(s), r.seconds) for (o, s, t), r in by.items() if o == op and t == rtt_ms and r.ok]
@@ -871,6 +909,9 @@ def add_plots(scale: Scale, results: Results) -> None:
                 dev = [(float(r.size), r.worst("to_healthy_s") or 0.0) for r in scale.runs
                        if r.op == op and r.rtt_ms == rtt_ms]  # fmt: skip
                 plot.lines[f"slowest device to healthy, {label[rtt_ms]}"] = sorted(dev)
+                out = [(float(r.size), r.worst_out_of_service or 0.0) for r in scale.runs
+                       if r.op == op and r.rtt_ms == rtt_ms]  # fmt: skip
+                plot.lines[f"slowest device out of service, {label[rtt_ms]}"] = sorted(out)
         if op == "rollback":
             plot.target, plot.target_label = ROLLBACK_TARGET_S, "10 s per device"
         results.plots[f"scale-{op}"] = plot

@@ -35,6 +35,7 @@ from prodtest.scale import (
     nfq_config,
     nfq_parse,
     nl_attr,
+    out_of_service_s,
     pct,
     queue_rule_argv,
     recap,
@@ -229,3 +230,23 @@ def test_the_delay_adds_its_round_trip_in_a_scratch_namespace() -> None:
     assert proc.returncode == 0, proc.stderr
     ms, packets = proc.stdout.split()
     assert 45 <= float(ms) < 1000 and int(packets) >= 1
+
+
+def test_out_of_service_is_the_restart_on_the_devices_own_clock() -> None:
+    """From `systemctl show` after a rollback: stop began 4 016 123 us before READY=1 came."""
+    show = "ActiveExitTimestampMonotonic=81234567890\nActiveEnterTimestampMonotonic=81238584013\n"
+    assert out_of_service_s(show) == 4.02
+
+
+@pytest.mark.parametrize(
+    "show",
+    [
+        "ActiveExitTimestampMonotonic=0\nActiveEnterTimestampMonotonic=81238584013\n",  # never stopped
+        "ActiveExitTimestampMonotonic=81238584013\nActiveEnterTimestampMonotonic=81234567890\n",  # not back
+        "ActiveEnterTimestampMonotonic=81238584013\n",
+        "ActiveExitTimestampMonotonic=n/a\nActiveEnterTimestampMonotonic=1\n",
+        "",
+    ],
+)
+def test_no_restart_pair_gives_no_figure(show: str) -> None:
+    assert out_of_service_s(show) is None
