@@ -77,36 +77,27 @@ lint: $(VENV)/.installed ## yamllint, ansible-lint (production profile), ruff on
 	ruff format --check .
 
 # The four pytest suites in two lanes at once: one after another they keep ~1.4 of CI's 2 cores
-# busy. Lane one: unit (all but the model engines), then sim-test; lane two: toolchain-test, then
-# app-test (one app case needs the SAM2 lab model the toolchain builds), then unit's model-engine
-# tests. Measured 2026-12-06: unit 433 s of which tests/model_engine ~115 s, sim 23 s, toolchain
-# ~122 s, app ~78 s: 456 s against 200 s before the engine tests moved, ~340 s each after.
+# busy (here: unit 307 s, toolchain 122 s, app 78 s, sim 23 s). Lane one: unit, then sim-test; lane
+# two: toolchain-test, then app-test (one app case needs the SAM2 lab model the toolchain builds).
 # Each suite has its own venv, temporary directories and ephemeral ports; the app venv (unit and
 # app-test both use it) is made first. --output-sync: each lane's output appears whole when it ends.
-.PHONY: suites suites-lane-python suites-lane-models unit-engines
-suites: deps ## unit + sim-test and toolchain-test + app-test + unit's engine tests, the two lanes at once
+.PHONY: suites suites-lane-python suites-lane-models
+suites: deps ## unit + sim-test and toolchain-test + app-test, the two lanes at once
 	$(MAKE) -C app venv NOTES=$(TEST_NOTES)
-	@echo "==> two lanes at once (each lane's output when it ends): unit (no engines), sim-test | toolchain-test, app-test, unit-engines"
+	@echo "==> two lanes at once (each lane's output when it ends): unit, sim-test | toolchain-test, app-test"
 	$(MAKE) --no-print-directory -j2 --output-sync=recurse suites-lane-python suites-lane-models
 
 suites-lane-python:
-	$(MAKE) --no-print-directory unit UNIT_IGNORE="$(UNIT_IGNORE) --ignore $(UNIT_ENGINES)"
+	$(MAKE) --no-print-directory unit
 	$(MAKE) --no-print-directory sim-test
 
 suites-lane-models:
 	$(MAKE) --no-print-directory toolchain-test
 	$(MAKE) --no-print-directory app-test
-	$(MAKE) --no-print-directory unit-engines
 
-UNIT_IGNORE := --ignore tests/fleet
-UNIT_ENGINES := tests/model_engine
-unit: deps ## pytest: tests/ (modules in library/, role specs, lab tooling, engines built in the runtime venv), agents/, fleet/tests, prodtest/tests
+unit: deps ## pytest: tests/ (modules in library/, role specs, lab tooling, engines built in the runtime venv), agents/, fleet/tests
 	$(MAKE) -C app venv NOTES=$(TEST_NOTES)
-	pytest -q $(UNIT_IGNORE) tests agents fleet/tests prodtest/tests
-
-unit-engines: deps ## unit's model-engine tests alone (ONNX Runtime and OpenVINO builds in the runtime venv): lane two of `make suites`
-	$(MAKE) -C app venv NOTES=$(TEST_NOTES)
-	pytest -q $(UNIT_ENGINES)
+	pytest -q --ignore tests/fleet tests agents fleet/tests prodtest/tests
 
 SIM_VENV := lab/platform_sim/.venv
 $(SIM_VENV)/.installed: lab/platform_sim/requirements.txt lab/platform_sim/requirements-test.txt lab/platform_sim/pyproject.toml
