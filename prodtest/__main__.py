@@ -8,6 +8,7 @@ previous.json, and the report compares against it.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -18,6 +19,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO
 
 import requests
 
@@ -37,6 +39,25 @@ OUT = Path(os.environ.get("PRODTEST_OUT", ROOT / "out" / "prodtest"))
 STAGES = ("load", "api", "db", "faults", "devfaults", "week", "scale")
 LOCAL_STAGES = {"db"}  # stages that need no lab
 READY_WAIT_S = float(os.environ.get("PRODTEST_READY_WAIT_S", "120"))
+
+
+# The lab lock every lab job takes (make lab jobs, CI rehearsals). The suite takes it itself rather than
+# under `flock CMD`: Ctrl-C reaches the whole foreground group and flock would exit at once, giving the
+# lock back while the suite still clears its faults. Empty: the caller holds it already.
+LAB_LOCK = os.environ.get("RVM_LAB_LOCK", "/tmp/rvm-lab.lock")
+
+
+def hold_lab_lock(path: str = LAB_LOCK) -> IO[str] | None:
+    """The lab lock, held until the returned file is closed (at exit); None when ``path`` is empty."""
+    if not path:
+        return None
+    handle = open(path, "a")  # noqa: SIM115 - held for the process's life
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        say(f"prodtest: waiting for the lab lock {path} (another lab job holds it)")
+        fcntl.flock(handle, fcntl.LOCK_EX)
+    return handle
 
 
 def _now() -> str:
@@ -67,8 +88,10 @@ def main() -> int:
     lab: Lab | None = None
     rate = 0.0
     interrupted = False
+    lock: IO[str] | None = None  # held until main returns: after the finally blocks' cleanup
     try:
         if set(wanted) - LOCAL_STAGES:
+            lock = hold_lab_lock()
             lab = _ready_lab(results)
         steps: dict[str, Callable[[], object]] = {
             "load": lambda: run_device_load(lab, prof, results),
@@ -107,6 +130,8 @@ def main() -> int:
     say(
         f"prodtest: report {report}: {counts['pass']} pass, {counts['miss']} miss, {counts['not measured']} not measured"
     )
+    if lock is not None:
+        lock.close()  # the lab is the next job's once the report is written
     return 130 if interrupted else 0
 
 
