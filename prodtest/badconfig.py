@@ -25,7 +25,7 @@ def run_bad_config(lab: Lab, device: str, results: Results) -> dict[str, object]
     pushed = push(lab, device, {"rvm_edge_source": BAD_SOURCE})
     said = " ".join(pushed.refusal.split())
     refused = pushed.returncode != 0 and "Render the config" in pushed.failed_task and EXPECTED in said
-    names_file = refused and f"{RELEASE_CONFIG}" in said and "ansible-tmp" not in said
+    names_file = refused and RELEASE_CONFIG in said and "ansible-tmp" not in said
     down = pushed.longest_not_ready_s
     say(
         f"device faults: bad config {'refused' if refused else 'NOT refused'} after {pushed.play_s:.0f} s; "

@@ -55,19 +55,18 @@ SHORT = [
 ]
 
 
-def build(version: str, out: Path, broken: bool) -> None:
-    """A release of this checkout's app with its own version (and, for `broken`, the bug that only a
-    health gate catches: ready, then an exit 8 s later): prodtest's release builder, one for both."""
-    build_release(version, out, broken)
-
-
+# GOOD and BROKEN (the bug only a health gate catches: ready, then an exit 8 s later), built by
+# prodtest.releases, the one release builder of the checks.
 @pytest.fixture(scope="module")
 def dist() -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="rvm-commit-") as tmp:
         out = Path(tmp) / "dist"
         start = time.monotonic()
         with ThreadPoolExecutor(2) as pool:
-            for done in [pool.submit(build, GOOD, out, False), pool.submit(build, BROKEN, out, True)]:
+            for done in [
+                pool.submit(build_release, GOOD, out, False),
+                pool.submit(build_release, BROKEN, out, True),
+            ]:
                 done.result()
         FIGURES["commit_bundles_s"] = round(time.monotonic() - start, 1)
         yield out
