@@ -41,6 +41,10 @@ PLAY = """\
         dest: "{{{{ out }}}}/{{{{ inventory_hostname }}}}.db"
         mode: "0600"
         force: false
+    - name: Sort the host into a group made during the run (as playbooks/deploy.yml does)
+      ansible.builtin.group_by:
+        key: rvm_edge_in_service
+      changed_when: false
     - name: Publish this host's address (as the zerotier role does)
       ansible.builtin.set_fact:
         zerotier_mgmt_address: "10.147.17.{{{{ groups['all'].index(inventory_hostname) + 1 }}}}"

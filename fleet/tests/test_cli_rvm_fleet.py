@@ -21,12 +21,21 @@ from test_prometheus import prom  # noqa: F401 - the fixture: a real Prometheus 
 RVM_FLEET = [sys.executable, "-m", "rvm_fleet.cli"]
 
 DEPLOY = """\
-- name: Deploy (test double of playbooks/deploy.yml)
+# Test double of playbooks/deploy.yml: its three plays, the sorting one named as there.
+- name: Sort the devices (in service or new)
   hosts: rvm_devices
   gather_facts: false
-  serial: "{{ rvm_edge_deploy_serial | default([1, '100%']) }}"
-  max_fail_percentage: "{{ rvm_edge_deploy_max_fail_percentage | default(0) }}"
   tasks:
+    - name: Put the device in rvm_edge_in_service or rvm_edge_new
+      ansible.builtin.group_by:
+        key: "{{ 'rvm_edge_new' if new | bool else 'rvm_edge_in_service' }}"
+      changed_when: false
+
+- name: Install on new devices (all in one batch)
+  hosts: "{{ groups['rvm_edge_new'] | default([]) }}"
+  gather_facts: false
+  max_fail_percentage: "{{ rvm_edge_deploy_max_fail_percentage | default(0) }}"
+  tasks: &deploy
     - name: Install {{ rvm_edge_version }}
       ansible.builtin.copy:
         content: "{{ rvm_edge_version }}\\n"
@@ -36,6 +45,13 @@ DEPLOY = """\
       ansible.builtin.assert:
         that: not (broken | default(false) | bool)
         fail_msg: "{{ inventory_hostname }} never got ready"
+
+- name: Deploy to devices in service (a canary, then batches)
+  hosts: "{{ groups['rvm_edge_in_service'] | default([]) }}"
+  gather_facts: false
+  serial: "{{ rvm_edge_deploy_serial | default([1, '100%']) }}"
+  max_fail_percentage: "{{ rvm_edge_deploy_max_fail_percentage | default(0) }}"
+  tasks: *deploy
 """
 
 SITE = """\
@@ -56,14 +72,18 @@ SITE = """\
 
 
 def make_project(
-    tmp: Path, broken: tuple[str, ...] = (), devices: int = 3, names: tuple[str, ...] = ()
+    tmp: Path,
+    broken: tuple[str, ...] = (),
+    devices: int = 3,
+    names: tuple[str, ...] = (),
+    new: tuple[str, ...] = (),
 ) -> Path:
     out = tmp / "out"
     out.mkdir()
     (tmp / "ansible.cfg").write_text("[defaults]\ninventory = hosts.ini\nretry_files_enabled = false\n")
     lines = ["[rvm_devices]"]
     for host in names or [f"dev{n}" for n in range(1, devices + 1)]:
-        lines.append(f"{host} broken={'true' if host in broken else 'false'}")
+        lines.append(f"{host} broken={host in broken} new={host in new}")
     lines += [
         "[all:vars]",
         "ansible_connection=local",
@@ -108,6 +128,25 @@ def test_deploy_success_json_has_batches_and_devices(project: Path) -> None:
     )
     assert (project / "out" / "dev3.version").read_text() == "1.2.0\n"
     assert (project / ".cache/rvm-fleet/artifacts" / run["ident"] / "job_events").is_dir()
+
+
+def test_new_devices_install_first_in_one_batch_then_the_canary(tmp_path: Path) -> None:
+    """deploy.yml's sorting play opens no batch: the new devices are batch 1, all together, then the
+    devices in service a canary first; every device's batch is the one it was deployed in."""
+    project = make_project(tmp_path, devices=4, new=("dev2", "dev4"))
+    res = cli(project, "deploy", "1.2.0", "--json")
+    assert res.returncode == 0, res.stderr
+    run = json.loads(res.stdout)
+    assert [b["hosts"] for b in run["detail"]["batches"]] == [["dev2", "dev4"], ["dev1"], ["dev3"]]
+    assert [(b["done"], b["total"]) for b in run["detail"]["batches"]] == [(4, 4), (2, 2), (2, 2)]
+    assert {d["host"]: d["batch"] for d in run["detail"]["devices"]} == {
+        "dev1": 2,
+        "dev2": 1,
+        "dev3": 3,
+        "dev4": 1,
+    }
+    plain = cli(project, "deploy", "1.2.0")
+    assert "before the batches: Sort the devices" in plain.stdout and "batch 3:" in plain.stdout, plain.stdout
 
 
 def test_plain_output_when_not_a_tty(project: Path) -> None:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from fleet_helpers import FIGURES, LABCTL, Recap, playbook, sh
+from fleet_helpers import FIGURES, FIRST_DEPLOY_REPORT, LABCTL, Recap, playbook, sh
 
 
 @pytest.fixture(scope="session")
@@ -30,7 +30,12 @@ def fleet() -> Iterator[Recap | None]:
     proc = sh([*LABCTL, "up"])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     FIGURES["lab_up_s"] = round(time.monotonic() - start, 1)
-    recap, _, elapsed = playbook()
+    FIRST_DEPLOY_REPORT.unlink(missing_ok=True)
+    os.environ["RVM_DEPLOY_REPORT"] = str(FIRST_DEPLOY_REPORT)
+    try:
+        recap, _, elapsed = playbook()
+    finally:
+        del os.environ["RVM_DEPLOY_REPORT"]
     FIGURES["converge_s"] = round(elapsed, 1)
     yield recap
     print("\nFLEET FIGURES " + json.dumps(FIGURES))

@@ -21,6 +21,8 @@ RECAP = re.compile(
 )
 # Figures (seconds, counts) that fleet tests measure; printed once as JSON when the session ends.
 FIGURES: dict[str, float] = {}
+# The deploy report (rvm_deploy_summary's JSON) of the session's first converge, which conftest.py writes.
+FIRST_DEPLOY_REPORT = ROOT / ".cache" / "fleet-first-converge-deploy.json"
 
 Recap = dict[str, dict[str, int]]
 

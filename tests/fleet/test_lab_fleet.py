@@ -11,13 +11,23 @@ import json
 import re
 import time
 
-from fleet_helpers import FIGURES, Recap, devices, lab_hosts, readyz, sh, sim_get
+from fleet_helpers import FIGURES, FIRST_DEPLOY_REPORT, Recap, devices, lab_hosts, readyz, sh, sim_get
 
 
 def test_site_converges_every_host(fleet: Recap) -> None:
     # localhost is the control node: site.yml's lab plays (ZeroTier Central, the Jetson stand-in) run there.
     assert sorted(host for host in fleet if host != "localhost") == lab_hosts()
     assert all(r["failed"] == 0 and r["unreachable"] == 0 for r in fleet.values()), fleet
+
+
+def test_new_devices_were_installed_together_in_one_batch(fleet: Recap) -> None:
+    """A fresh fleet's devices run nothing yet, so nothing needs a canary: the first converge installs
+    rvm-edge on all of them in one batch (playbooks/deploy.yml), not one device after another."""
+    report = json.loads(FIRST_DEPLOY_REPORT.read_text())
+    FIGURES["first_deploy_batch_s"] = [b["seconds"] for b in report["batches"]]
+    assert [sorted(b["hosts"]) for b in report["batches"]] == [devices()], report["batches"]
+    firsts = {h["host"]: (h["from"] or "-", h["result"]) for h in report["hosts"]}
+    assert firsts == {d: ("-", "ok") for d in devices()}, report["hosts"]
 
 
 def test_every_device_runs_rvm_edge_and_delivers_deposits(fleet: Recap) -> None:

@@ -72,6 +72,7 @@ class PlainDisplay:
     def __init__(self, out: TextIO = sys.stdout) -> None:
         self.out = out
         self._canceling = False
+        self._announced = 0  # the last batch number said
 
     def _say(self, line: str) -> None:
         self.out.write(line + "\n")
@@ -83,9 +84,12 @@ class PlainDisplay:
     def event(self, event: dict[str, Any], progress: Progress) -> None:
         kind = event.get("event", "")
         data = event.get("event_data") or {}
-        if kind == "playbook_on_play_start":
-            self._say(f"batch {progress.batches[-1].number}: {data.get('play', '')}")
-        elif kind in RESULT_EVENTS:
+        if kind == "playbook_on_play_start" and progress.sorting:
+            self._say(f"before the batches: {data.get('play', '')}")
+        if progress.batches and progress.batches[-1].number > self._announced:
+            self._announced = progress.batches[-1].number  # a batch opens at its play's first host event
+            self._say(f"batch {self._announced}: {progress.play}")
+        if kind in RESULT_EVENTS:
             dev = progress.devices.get(data.get("host", ""))
             if dev and dev.state in ("failed", "unreachable") and RESULT_EVENTS[kind] != "ok":
                 self._say(f"{dev.host}: {dev.state} in '{dev.task}': {dev.message}")

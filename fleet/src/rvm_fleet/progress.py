@@ -1,6 +1,9 @@
 """The state of a run, built only from ansible-runner events: batches, devices, results.
 
-Ansible starts a play once per ``serial`` batch, so every ``playbook_on_play_start`` opens a batch.
+Ansible starts a play once per ``serial`` batch, so every play a host runs in is a batch (opened by
+the play's first host event: a play no host matched is none), except a play that only sorts the
+hosts for the plays after it (deploy.yml's first play puts each device in "in service" or "new"):
+it opens none, and only its failures show on a device.
 A batch's progress counts host results (ok, changed, failed, skipped, unreachable); its total is
 the batch's hosts times the tasks per host the first batch took (unknown while the first runs).
 """
@@ -9,6 +12,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+# The name playbooks/deploy.yml gives its sorting play (keep the two in step).
+SORTING_PLAY_PREFIX = "Sort the devices"
 
 RESULT_EVENTS = {
     "runner_on_ok": "ok",
@@ -51,6 +57,8 @@ class Progress:
     converge: dict[str, dict[str, Any]] = field(default_factory=dict)
     no_hosts_remaining: bool = False
     _tasks_per_host: int | None = None
+    sorting: bool = False  # inside a sorting play: no batch is open
+    _due: bool = False  # a play began: its first host event opens its batch
 
     def __post_init__(self) -> None:
         for h in self.planned:
@@ -63,9 +71,12 @@ class Progress:
         if kind == "playbook_on_play_start":
             self._close_batch()
             self.play = data.get("play", "")
-            self.batches.append(Batch(len(self.batches) + 1))
+            self.sorting = self.play.startswith(SORTING_PLAY_PREFIX)
+            self._due = not self.sorting
         elif kind == "playbook_on_task_start":
             self.task = data.get("task", "")
+        elif self.sorting and (kind == "runner_on_start" or RESULT_EVENTS.get(kind) in ("ok", "skipped")):
+            pass  # a device being sorted is still pending: its batch comes later
         elif kind == "runner_on_start":
             dev = self._device(data.get("host", ""))
             if dev.state == "pending":
@@ -83,7 +94,10 @@ class Progress:
 
     def _device(self, host: str) -> Device:
         dev = self.devices.setdefault(host, Device(host))
-        if self.batches and dev.batch == 0:
+        if self._due:
+            self.batches.append(Batch(len(self.batches) + 1))
+            self._due = False
+        if self.batches and dev.batch == 0 and not self.sorting:
             dev.batch = self.batches[-1].number
             self.batches[-1].hosts.append(host)
             self._set_total(self.batches[-1])
@@ -99,7 +113,7 @@ class Progress:
         res = data.get("res") or {}
         if str(data.get("task_action", "")).endswith("rvm_converge_state") and dev.host not in self.converge:
             self.converge[dev.host] = {"current": bool(res.get("current")), "reason": res.get("reason", "")}
-        if self.batches:
+        if self.batches and not self.sorting:
             self.batches[-1].done += 1
         if outcome == "ok":
             if res.get("changed"):
@@ -120,7 +134,7 @@ class Progress:
             dev.message = str(res.get("msg") or res.get("stderr") or "")[:300]
 
     def _close_batch(self) -> None:
-        if not self.batches:
+        if not self.batches or self.sorting:
             return
         batch = self.batches[-1]
         if self._tasks_per_host is None and batch.hosts:
