@@ -25,6 +25,9 @@ DEPLOY = """\
 - name: Sort the devices (in service or new)
   hosts: rvm_devices
   gather_facts: false
+  # group_by lists hosts as their results come in, in any order: reversed here, so a canary that is
+  # not the inventory's first device in service shows
+  order: reverse_inventory
   tasks:
     - name: Put the device in rvm_edge_in_service or rvm_edge_new
       ansible.builtin.group_by:
@@ -32,7 +35,7 @@ DEPLOY = """\
       changed_when: false
 
 - name: Install on new devices (all in one batch)
-  hosts: "{{ groups['rvm_edge_new'] | default([]) }}"
+  hosts: "{{ groups['rvm_devices'] | select('in', groups['rvm_edge_new'] | default([])) | list }}"
   gather_facts: false
   max_fail_percentage: "{{ rvm_edge_deploy_max_fail_percentage | default(0) }}"
   tasks: &deploy
@@ -47,7 +50,7 @@ DEPLOY = """\
         fail_msg: "{{ inventory_hostname }} never got ready"
 
 - name: Deploy to devices in service (a canary, then batches)
-  hosts: "{{ groups['rvm_edge_in_service'] | default([]) }}"
+  hosts: "{{ groups['rvm_devices'] | select('in', groups['rvm_edge_in_service'] | default([])) | list }}"
   gather_facts: false
   serial: "{{ rvm_edge_deploy_serial | default([1, '100%']) }}"
   max_fail_percentage: "{{ rvm_edge_deploy_max_fail_percentage | default(0) }}"
