@@ -1,6 +1,9 @@
 """Fleet scale (issue 15 item 4): converge, no-change converge, deploy and rollback timed on a fleet of
 extra lab devices grown 3 -> 10 -> 20 (``PRODTEST_SCALE_SIZES``), each size with and without 100 ms of
-round trip added inside the devices' own network namespaces, and availability sampled throughout.
+round trip added inside the devices' own network namespaces (``PRODTEST_SCALE_RTTS``, in the order
+given), and availability sampled throughout. The scale devices run the lab's camera at
+``PRODTEST_SCALE_FPS`` (0.2 by default): the figures are the control node's, not this machine's two
+cores running ten or twenty inference services at the lab's 2 fps.
 
 The scale fleet is made of ``rvm-scale-NN`` devices only (``lab/labctl.py add``): the fleet's own
 devices are never deployed to or measured here. Ansible reaches a scale device with plain ssh at its lab
@@ -72,7 +75,11 @@ MONITOR = "rvm-monitor"
 NETWORK = "8056c2e21c000001"
 CENTRAL = "http://127.0.0.1:9994/api/v1"
 BACKUP = "rvm-backup"
-RTTS_MS = (0, 100)
+DEFAULT_RTTS_MS = (0, 100)
+MAX_RTT_MS = 1000
+DEFAULT_SCALE_FPS = 0.2
+MAX_FPS = 30.0
+LAB_DEVICE_VARS = ROOT / "inventories" / "lab" / "group_vars" / "rvm_devices.yml"
 NOCHANGE_TARGET_S = 30.0  # DESIGN §9: a no-change converge within 30 s
 ROLLBACK_TARGET_S = 10.0  # one device back to healthy
 AVAIL_TARGET = 99.9
@@ -94,30 +101,84 @@ RECAP = re.compile(
 # ---------------------------------------------------------------- pure parts (unit-tested)
 
 
+def int_list(name: str, raw: str) -> list[int]:
+    """``raw`` ("3,10,20") as integers; the error names the setting and what was expected."""
+    try:
+        values = [int(part) for part in raw.split(",") if part.strip()]
+    except ValueError:
+        raise LabError(f"{name}={raw!r}: expected whole numbers separated by commas, like 3,10,20") from None
+    if not values:
+        raise LabError(f"{name}={raw!r}: expected at least one number")
+    return values
+
+
 def scale_sizes(text: str | None, profile: str) -> list[int]:
     """The fleet sizes to measure, in devices: ``PRODTEST_SCALE_SIZES`` ("3,10,20"), else the profile's
     default. Strictly increasing (the fleet only grows), each 1..MAX_DEVICES."""
     raw = text if text and text.strip() else DEFAULT_SIZES.get(profile, DEFAULT_SIZES["full"])
-    try:
-        sizes = [int(part) for part in raw.split(",") if part.strip()]
-    except ValueError:
-        raise LabError(f"PRODTEST_SCALE_SIZES={raw!r}: expected numbers like 3,10,20") from None
-    if not sizes or any(not 1 <= s <= MAX_DEVICES for s in sizes):
+    sizes = int_list("PRODTEST_SCALE_SIZES", raw)
+    if any(not 1 <= s <= MAX_DEVICES for s in sizes):
         raise LabError(f"PRODTEST_SCALE_SIZES={raw!r}: each size must be 1..{MAX_DEVICES}")
     if any(b <= a for a, b in itertools.pairwise(sizes)):
         raise LabError(f"PRODTEST_SCALE_SIZES={raw!r}: sizes must grow (the fleet is only added to)")
     return sizes
 
 
+def scale_rtts(text: str | None) -> list[int]:
+    """The round trips added at each size, in ms and in the order measured: ``PRODTEST_SCALE_RTTS``
+    ("100,0" measures the delayed runs first, e.g. when a run may be stopped before the second),
+    else 0 then 100. Each 0..MAX_RTT_MS, none twice."""
+    raw = text if text and text.strip() else ",".join(str(r) for r in DEFAULT_RTTS_MS)
+    rtts = int_list("PRODTEST_SCALE_RTTS", raw)
+    if any(not 0 <= r <= MAX_RTT_MS for r in rtts):
+        raise LabError(f"PRODTEST_SCALE_RTTS={raw!r}: each round trip must be 0..{MAX_RTT_MS} ms")
+    if len(set(rtts)) != len(rtts):
+        raise LabError(f"PRODTEST_SCALE_RTTS={raw!r}: a round trip is measured once per size")
+    return rtts
+
+
+def scale_fps(text: str | None) -> float:
+    """The scale devices' camera rate, ``PRODTEST_SCALE_FPS`` (default 0.2). The stage times the
+    control node's work; a lab device's inference burns CPU a Jetson has to itself (0.04 cores per
+    device at the lab's 2 fps, measured), so many scale devices at full rate would time this machine's
+    two cores instead."""
+    raw = text.strip() if text and text.strip() else f"{DEFAULT_SCALE_FPS:g}"
+    try:
+        fps = float(raw)
+    except ValueError:
+        raise LabError(f"PRODTEST_SCALE_FPS={raw!r}: expected frames per second, like 0.2") from None
+    if not 0 < fps <= MAX_FPS:
+        raise LabError(f"PRODTEST_SCALE_FPS={raw!r}: the rate must be above 0 and at most {MAX_FPS:g}")
+    return fps
+
+
+def camera_source(fps: float, group_vars: Path = LAB_DEVICE_VARS) -> dict[str, Any]:
+    """The lab devices' ``rvm_edge_source`` (written once, in the lab's group_vars) at ``fps``."""
+    try:
+        source = (yaml.safe_load(group_vars.read_text()) or {})["rvm_edge_source"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
+        raise LabError(f"{group_vars}: no rvm_edge_source to copy for the scale devices ({exc})") from None
+    if not isinstance(source, dict):
+        raise LabError(f"{group_vars}: rvm_edge_source is {type(source).__name__}, expected a mapping")
+    return {**source, "fps": fps}
+
+
+def rtt_label(rtt_ms: int) -> str:
+    return "no added latency" if rtt_ms == 0 else f"+{rtt_ms} ms RTT"
+
+
 def device_names(n: int) -> list[str]:
     return [f"{PREFIX}{i:02d}" for i in range(1, n + 1)]
 
 
-def inventory(devices: Mapping[str, str], key: Path = SSH_KEY) -> dict[str, Any]:
+def inventory(
+    devices: Mapping[str, str], key: Path = SSH_KEY, camera: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """The scale devices as an inventory source used beside inventories/lab: group rvm_devices, plain
     ssh to each lab address (so a delay on the lab network applies), the lab's key by its absolute
-    path (the lab's group_vars find it relative to inventory_dir, which is this file's directory).
-    Host variables outrank the lab's group_vars/all, which say ``podman exec``."""
+    path (the lab's group_vars find it relative to inventory_dir, which is this file's directory),
+    and ``camera`` as their ``rvm_edge_source`` when given. Host variables outrank the lab's
+    group_vars, which say ``podman exec`` and the lab's own camera rate."""
     for name in devices:
         if not NAME.match(name):
             raise LabError(f"{name} is not a scale device name ({PREFIX}NN)")
@@ -126,16 +187,19 @@ def inventory(devices: Mapping[str, str], key: Path = SSH_KEY) -> dict[str, Any]
             "ansible_host": addr,
             "ansible_ssh_private_key_file": str(key),
             "ansible_ssh_common_args": SSH_ARGS,
+            **({"rvm_edge_source": dict(camera)} if camera is not None else {}),
         }
         for name, addr in sorted(devices.items())
     }
     return {"all": {"children": {"rvm_devices": {"hosts": hosts}}}}
 
 
-def write_inventory(devices: Mapping[str, str], path: Path, key: Path = SSH_KEY) -> Path:
+def write_inventory(
+    devices: Mapping[str, str], path: Path, key: Path = SSH_KEY, camera: Mapping[str, Any] | None = None
+) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     head = "# Generated by prodtest/scale.py for the fleet-scale stage; used with -i inventories/lab.\n"
-    path.write_text(head + yaml.safe_dump(inventory(devices, key), sort_keys=True))
+    path.write_text(head + yaml.safe_dump(inventory(devices, key, camera), sort_keys=True))
     return path
 
 
@@ -580,6 +644,8 @@ class Scale:
     sizes: list[int]
     version: str
     dist: Path
+    rtts: list[int] = field(default_factory=lambda: list(DEFAULT_RTTS_MS))
+    camera: dict[str, Any] = field(default_factory=dict)
     runs: list[Run] = field(default_factory=list)
     server_runs: list[Run] = field(default_factory=list)
     devices: dict[str, str] = field(default_factory=dict)
@@ -597,7 +663,7 @@ class Scale:
         self.sampler.thread.start()
         for size in self.sizes:
             self.grow(size)
-            for rtt_ms in RTTS_MS:
+            for rtt_ms in self.rtts:
                 with self.latency(size, rtt_ms):
                     self.measure(size, rtt_ms)
 
@@ -609,7 +675,7 @@ class Scale:
             if made.returncode != 0:
                 raise LabError(f"labctl add {d}: {(made.stdout + made.stderr).strip()[-300:]}")
             self.devices[d] = address(d)
-        write_inventory(self.devices, self.hosts_file)
+        write_inventory(self.devices, self.hosts_file, camera=self.camera or None)
         self.admit(size)
         provision = self.play("provision", ["site.yml", "-l", ",".join(new)], size, 0, 900 + 150 * len(new))
         if not provision.ok:
@@ -841,7 +907,7 @@ def add_figures(scale: Scale, results: Results) -> None:
                                   run.worst_out_of_service, "s", ROLLBACK_TARGET_S, stage=STAGE,
                                   note="stop to ready on the device's own clock (systemd's timestamps)"))  # fmt: skip
     for op in OPS:
-        for rtt_ms in RTTS_MS:
+        for rtt_ms in scale.rtts:
             pts = [(float(s), r.seconds) for (o, s, t), r in by.items() if o == op and t == rtt_ms and r.ok]
             figures.append(Figure(f"scale.{op}.slope.rtt{rtt_ms}", f"+{rtt_ms} ms RTT: {op} cost per added device",
                                   slope(pts), "s/device", stage=STAGE,
@@ -851,6 +917,10 @@ def add_figures(scale: Scale, results: Results) -> None:
         figures.append(Figure(f"scale.rtt_ms.{key}", f"{key}: round trip control node -> device (TCP connect, median)",
                               value["median_ms"], "ms", stage=STAGE))  # fmt: skip
     failed = [f"{r.op} n={r.size} rtt {r.rtt_ms}" for r in [*scale.runs, *scale.server_runs] if not r.ok]
+    if scale.camera:
+        figures.append(Figure("scale.device_fps", "scale devices' camera rate (PRODTEST_SCALE_FPS)",
+                              float(scale.camera.get("fps", 0.0)), "fps", stage=STAGE,
+                              note="the lab's rvm_edge_source at this rate; the fleet's own devices keep theirs"))  # fmt: skip
     figures.append(Figure("scale.failed_runs", "playbook runs that failed", float(len(failed)), "count", 0,
                           stage=STAGE, note="; ".join(failed)[:300]))  # fmt: skip
     figures += availability_figures(scale)
@@ -897,21 +967,21 @@ def _p(v: float | None) -> str:
 
 
 def add_plots(scale: Scale, results: Results) -> None:
-    label = {0: "no added latency", 100: "+100 ms RTT"}
     for op in OPS:
         target = NOCHANGE_TARGET_S if op == "nochange" else None
         plot = Plot(f"Fleet scale: {OP_TITLE[op]} vs devices", "devices (rvm-scale-NN)", "wall time (s)", target,
                     "30 s budget (DESIGN §9)" if target else "target")  # fmt: skip
-        for rtt_ms in RTTS_MS:
+        for rtt_ms in scale.rtts:
+            label = rtt_label(rtt_ms)
             pts = sorted((float(r.size), r.seconds) for r in scale.runs if r.op == op and r.rtt_ms == rtt_ms)
-            plot.lines[label[rtt_ms]] = pts
+            plot.lines[label] = pts
             if op == "rollback":
                 dev = [(float(r.size), r.worst("to_healthy_s") or 0.0) for r in scale.runs
                        if r.op == op and r.rtt_ms == rtt_ms]  # fmt: skip
-                plot.lines[f"slowest device to healthy, {label[rtt_ms]}"] = sorted(dev)
+                plot.lines[f"slowest device to healthy, {label}"] = sorted(dev)
                 out = [(float(r.size), r.worst_out_of_service or 0.0) for r in scale.runs
                        if r.op == op and r.rtt_ms == rtt_ms]  # fmt: skip
-                plot.lines[f"slowest device out of service, {label[rtt_ms]}"] = sorted(out)
+                plot.lines[f"slowest device out of service, {label}"] = sorted(out)
         if op == "rollback":
             plot.target, plot.target_label = ROLLBACK_TARGET_S, "10 s per device"
         results.plots[f"scale-{op}"] = plot
@@ -942,6 +1012,8 @@ def raw(scale: Scale) -> dict[str, Any]:
     s = scale.sampler
     return {
         "sizes": scale.sizes,
+        "rtts_ms": scale.rtts,
+        "device_fps": scale.camera.get("fps"),
         "version": scale.version,
         "base": scale.base,
         "devices": scale.devices,
@@ -969,6 +1041,8 @@ def _series(samples: Sequence[tuple[float, str, Any]]) -> dict[str, list[list[fl
 
 def run_fleet_scale(lab: Lab, prof: Profile, results: Results) -> None:
     sizes = scale_sizes(os.environ.get("PRODTEST_SCALE_SIZES"), prof.name)
+    rtts = scale_rtts(os.environ.get("PRODTEST_SCALE_RTTS"))
+    camera = camera_source(scale_fps(os.environ.get("PRODTEST_SCALE_FPS")))
     clash = [d for d in lab.devices if NAME.match(d)]
     if clash:
         raise LabError(f"{clash} are devices of inventories/lab: the scale stage makes its own")
@@ -977,9 +1051,10 @@ def run_fleet_scale(lab: Lab, prof: Profile, results: Results) -> None:
         raise LabError(f"scale devices from an earlier run exist: {left}; `lab/labctl.py remove` them first")
     version = f"{app_version()}.post{int(time.time())}"
     dist = WORK / "dist"
-    say(f"scale: sizes {sizes}, +{RTTS_MS[1]} ms RTT or none; building {version} (the release deployed)")
+    say(f"scale: sizes {sizes}, round trips added {rtts} ms, scale devices at {camera['fps']:g} fps; "
+        f"building {version} (the release deployed)")  # fmt: skip
     build_release(version, dist)
-    scale = Scale(lab, sizes, version, dist)
+    scale = Scale(lab, sizes, version, dist, rtts, camera)
     try:
         scale.run()
     finally:

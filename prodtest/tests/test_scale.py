@@ -25,11 +25,13 @@ from prodtest.scale import (
     SSH_ARGS,
     availability,
     backup_cleanup_script,
+    camera_source,
     default_dev,
     device_names,
     fleet,
     foreign_netns,
     in_window,
+    int_list,
     inventory,
     nfq_accept_upto,
     nfq_config,
@@ -39,6 +41,9 @@ from prodtest.scale import (
     pct,
     queue_rule_argv,
     recap,
+    rtt_label,
+    scale_fps,
+    scale_rtts,
     scale_sizes,
     slope,
     write_inventory,
@@ -250,3 +255,70 @@ def test_out_of_service_is_the_restart_on_the_devices_own_clock() -> None:
 )
 def test_no_restart_pair_gives_no_figure(show: str) -> None:
     assert out_of_service_s(show) is None
+
+
+def test_round_trips_keep_their_order_and_default_to_none_then_100() -> None:
+    assert scale_rtts(None) == [0, 100]
+    assert scale_rtts(" ") == [0, 100]
+    assert scale_rtts("100,0") == [100, 0]
+    assert scale_rtts("50") == [50]
+
+
+@pytest.mark.parametrize(
+    ("bad", "says"),
+    [
+        ("100,100", "once per size"),
+        ("-5", "0..1000"),
+        ("2000", "0..1000"),
+        ("fast", "whole numbers"),
+        (",", "at least one"),
+    ],
+)
+def test_round_trips_refuse_what_cannot_be_measured(bad: str, says: str) -> None:
+    with pytest.raises(LabError, match="PRODTEST_SCALE_RTTS") as err:
+        scale_rtts(bad)
+    assert says in str(err.value)
+
+
+def test_int_list_names_the_setting_in_its_error() -> None:
+    assert int_list("X", "1, 2,3") == [1, 2, 3]
+    with pytest.raises(LabError, match=r"^X='1,a': expected whole numbers"):
+        int_list("X", "1,a")
+
+
+def test_camera_rate_defaults_low_and_is_bounded() -> None:
+    assert scale_fps(None) == 0.2
+    assert scale_fps("1.5") == 1.5
+    for bad in ("0", "-1", "31", "fast"):
+        with pytest.raises(LabError, match="PRODTEST_SCALE_FPS"):
+            scale_fps(bad)
+
+
+def test_scale_devices_get_the_labs_camera_at_the_scale_rate(tmp_path: Path) -> None:
+    """The camera is copied from the lab's group_vars (the one place it is written), rate replaced."""
+    camera = camera_source(0.2)
+    lab = yaml.safe_load(
+        (Path(__file__).parents[2] / "inventories/lab/group_vars/rvm_devices.yml").read_text()
+    )
+    assert camera == {**lab["rvm_edge_source"], "fps": 0.2}
+    assert lab["rvm_edge_source"]["fps"] != 0.2  # the fleet's own devices keep their rate
+    path = write_inventory({"rvm-scale-01": "10.89.0.11"}, tmp_path / "h.yml", camera=camera)
+    host = yaml.safe_load(path.read_text())["all"]["children"]["rvm_devices"]["hosts"]["rvm-scale-01"]
+    assert host["rvm_edge_source"] == camera
+    plain = yaml.safe_load(write_inventory({"rvm-scale-01": "10.89.0.11"}, tmp_path / "p.yml").read_text())
+    assert "rvm_edge_source" not in plain["all"]["children"]["rvm_devices"]["hosts"]["rvm-scale-01"]
+
+
+def test_camera_source_says_which_file_lacks_it(tmp_path: Path) -> None:
+    bad = tmp_path / "rvm_devices.yml"
+    bad.write_text("rvm_edge_version: 1\n")
+    with pytest.raises(LabError, match=rf"{bad}: no rvm_edge_source"):
+        camera_source(0.2, bad)
+    bad.write_text("rvm_edge_source: folder\n")
+    with pytest.raises(LabError, match="expected a mapping"):
+        camera_source(0.2, bad)
+
+
+def test_rtt_labels() -> None:
+    assert rtt_label(0) == "no added latency"
+    assert rtt_label(100) == "+100 ms RTT"
