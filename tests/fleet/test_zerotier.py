@@ -91,6 +91,12 @@ def test_each_host_is_on_the_network_at_its_management_address(fleet: Recap) -> 
         (network,) = [n for n in json.loads(proc.stdout) if n["id"] == NETWORK]
         assert network["status"] == "OK", (host, network)
         assert f"{lab_address(host)}/" in " ".join(network["assignedAddresses"]), (host, network)
+        # the role's local facts, which runs without the zerotier role read (rvm_mgmt_address)
+        info = json.loads(sh(["podman", "exec", host, "zerotier-cli", "-j", "info"]).stdout)
+        kept = json.loads(sh(["podman", "exec", host, "cat", "/etc/ansible/facts.d/zerotier.fact"]).stdout)
+        assert kept["node_id"] == info["address"], (host, kept, info)
+        assert kept["mgmt_address"] == lab_address(host), (host, kept)
+        assert kept["addresses"][NETWORK] == sorted(a.split("/")[0] for a in network["assignedAddresses"])
     # node-exporter and rvm-edge's HTTP/metrics listener bind to rvm_mgmt_address, the ZeroTier
     # address (in the lab the stand-in's address is the container's own: they coincide by design).
     address = lab_address("rvm-lab-01")
