@@ -454,6 +454,25 @@ def cmd_down(_: argparse.Namespace) -> None:
     print("lab down: nothing of the lab is left (the image cache stays; `lab/labctl.py clean` drops it)")
 
 
+def foreign(states: dict[str, dict[str, str] | None], own_key: str) -> list[str]:
+    """The lab containers that belong to another checkout's lab (another ssh key mounted)."""
+    return sorted(name for name, state in states.items() if state is not None and state["key"] != own_key)
+
+
+def cmd_check_free(_: argparse.Namespace) -> None:
+    """Fail at once, before a long run, when another checkout's lab holds the lab's names: `up` would
+    refuse them (taking them down is that checkout's call, never this one's)."""
+    if shutil.which("podman") is None:
+        print("podman is not installed: no lab here", flush=True)
+        return
+    theirs = foreign({name: container_state(name) for name in lab_objects("container")}, f"{SSH_KEY}.pub")
+    if theirs:
+        raise LabError(
+            f"{', '.join(theirs)} belong to the lab of another checkout: run `make lab-down` there first"
+        )
+    print("no other checkout's lab here", flush=True)
+
+
 def cmd_add(args: argparse.Namespace) -> None:
     """One extra device that no inventory lists yet: a bare RVM to enroll (docs/zerotier.md)."""
     require_tools()
@@ -551,6 +570,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     sub.add_parser("clean", help="down, then remove the cached lab images").set_defaults(func=cmd_clean)
     sub.add_parser("status", help="one line per lab host").set_defaults(func=cmd_status)
+    sub.add_parser(
+        "check-free", help="fail if another checkout's lab containers exist here (CI runs it first)"
+    ).set_defaults(func=cmd_check_free)
     sub.add_parser("ssh-key", help="make the lab's ssh key if missing; print its path").set_defaults(
         func=cmd_ssh_key
     )

@@ -148,3 +148,24 @@ def test_ssh_key_is_made_once_and_its_path_printed(
     assert first.startswith("ssh-ed25519 ") and oct(key.stat().st_mode & 0o777) == "0o600"
     assert labctl.main(["ssh-key"]) == 0
     assert (key.parent / "id_ed25519.pub").read_text() == first  # kept, not replaced
+
+
+def test_another_checkouts_lab_is_named_and_this_ones_is_not() -> None:
+    labctl = load_labctl()
+    own = f"{labctl.SSH_KEY}.pub"
+    states = {
+        "rvm-lab-01": {"key": own},
+        "rvm-backup": {"key": "/elsewhere/rvm-fleet/.lab/ssh/id_ed25519.pub"},
+        "rvm-monitor": {"key": ""},
+        "gone": None,
+    }
+    assert labctl.foreign(states, own) == ["rvm-backup", "rvm-monitor"]
+    assert labctl.foreign({"rvm-lab-01": {"key": own}}, own) == []
+
+
+def test_check_free_passes_where_no_podman_is_installed(tmp_path: Path) -> None:
+    """A fresh CI machine: .ci/run asks before anything is installed."""
+    (tmp_path / "python3").symlink_to(sys.executable)
+    proc = run_labctl("check-free", env={"PATH": str(tmp_path)})
+    assert proc.returncode == 0, proc.stderr
+    assert "podman is not installed" in proc.stdout
