@@ -153,3 +153,11 @@ def test_without_the_local_facts_the_default_ipv4_address_stands_in(fleet: Path)
     lan = firewall_peer_address(fleet)
     assert lan and lan not in ZT.values()
     assert backup_address(fleet) == lan
+
+
+def test_the_backup_role_without_the_projects_group_vars_uses_the_default_ipv4_address(fleet: Path) -> None:
+    """The role on its own (its Molecule scenario, another project): no rvm_mgmt_address anywhere."""
+    join(fleet)
+    (fleet / "inventory" / "group_vars" / "all.yml").unlink()
+    address = backup_address(fleet)
+    assert address and address not in ZT.values()
