@@ -675,6 +675,7 @@ class Scale:
             if made.returncode != 0:
                 raise LabError(f"labctl add {d}: {(made.stdout + made.stderr).strip()[-300:]}")
             self.devices[d] = address(d)
+        self.wait_ssh(new)
         write_inventory(self.devices, self.hosts_file, camera=self.camera or None)
         self.admit(size)
         provision = self.play("provision", ["site.yml", "-l", ",".join(new)], size, 0, 900 + 150 * len(new))
@@ -687,6 +688,20 @@ class Scale:
         assert self.sampler is not None
         for d in new:
             self.sampler.add(d, self.devices[d])
+
+    def wait_ssh(self, new: Sequence[str], bound_s: float = 180.0) -> None:
+        """Every new device's sshd answering at its lab address before any play names it: a fresh
+        container can take a few seconds to answer on an address the lab used before (a run of 20
+        once found one silent for a whole connect timeout: the servers' firewall play failed)."""
+        deadline = time.monotonic() + bound_s
+        waiting = list(new)
+        while waiting and time.monotonic() < deadline and not STOP.is_set():
+            waiting = [d for d in waiting if tcp_rtt_ms(self.devices[d], tries=1) is None]
+            if waiting:
+                STOP.wait(1.0)
+        if waiting:
+            raise LabError(f"no ssh answer within {bound_s:.0f} s from {', '.join(waiting)}")
+        say(f"scale: ssh answers on all {len(new)} new devices")
 
     def admit(self, size: int) -> None:
         """The servers admit the current scale fleet before it converges: the platform's and the backup
