@@ -37,9 +37,13 @@ pytestmark = pytest.mark.skipif(
 
 
 def task(path: str, name: str) -> dict[str, Any]:
-    """One task of the repository, as written."""
+    """One task of the repository, as written (a file it includes found beside it, as in the role)."""
     for t in yaml.safe_load((ROOT / path).read_text()):
         if t.get("name") == name:
+            if "ansible.builtin.include_tasks" in t:
+                t["ansible.builtin.include_tasks"] = str(
+                    (ROOT / path).parent / t["ansible.builtin.include_tasks"]
+                )
             return t
     raise AssertionError(f"{path} has no task named {name!r}")
 
@@ -66,7 +70,19 @@ def fleet(tmp_path: Path) -> Path:
             "ansible_python_interpreter": str(wrapper),
             "zerotier_networks": [NWID],
         }
-    (inv / "hosts.yml").write_text(yaml.safe_dump({"all": {"hosts": hosts}}))
+    # a device that is down (nothing listens on port 1): the servers' firewall play must go on without it
+    # A device that is down (nothing listens on port 1), never gathered: the servers' firewall play must
+    # go on without its facts, and admit it at the address the inventory reaches it at.
+    offline = {
+        "ansible_host": "127.0.0.1",
+        "ansible_port": 1,
+        "ansible_connection": "ssh",
+        "zerotier_networks": [NWID],
+    }
+    devices = {"peer": hosts.pop("peer"), "offline": offline}
+    (inv / "hosts.yml").write_text(
+        yaml.safe_dump({"all": {"hosts": hosts, "children": {"devices": {"hosts": devices}}}})
+    )
     FACTS_DIR.mkdir(parents=True, exist_ok=True)  # the mount point; each host sees its own directory
     return tmp_path
 
@@ -101,17 +117,24 @@ def written(fleet: Path, name: str) -> str:
     return (fleet / f"{name}.out").read_text().strip()
 
 
-def firewall_peer_address(fleet: Path) -> str:
-    """What a -l server run of the firewall names the peer by, after the firewall's own gather."""
+def firewall_sources(fleet: Path) -> list[str]:
+    """The sources a -l server run of the firewall writes into a rule for group:devices: the role's
+    own gather, then its nftables template (with the offline device among the peers: the template
+    task must still run, or no file is written)."""
     gather = task("roles/hardening/tasks/firewall.yml",
                   "Gather the facts of the hosts the rules name, where they are not known yet (--limit)")  # fmt: skip
+    rules = fleet / "nftables.conf"
     playbook(fleet, [{
         "name": "The servers' firewall", "hosts": "server", "gather_facts": True,
-        "tasks": [gather, {"name": "The peer's address in the rules", "ansible.builtin.copy": {
-            "content": "{{ hostvars['peer']['rvm_mgmt_address'] }}\n", "dest": str(fleet / "peer.out"),
-            "mode": "0644"}}],
+        "vars": {"_hardening_firewall_rules": [{"name": "platform API", "port": 8000, "from": ["group:devices"]}],
+                 "_hardening_nft_table": "rvm_filter", "_hardening_nft_drop_counter": "input_dropped",
+                 "hardening_firewall_control_nodes": [], "hardening_firewall_mgmt_networks": [],
+                 "hardening_firewall_extra_rules": []},
+        "tasks": [gather, {"name": "The rules", "ansible.builtin.template": {
+            "src": str(ROOT / "roles/hardening/templates/nftables.conf.j2"), "dest": str(rules), "mode": "0600"}}],
     }], "-l", "server")  # fmt: skip
-    return written(fleet, "peer")
+    (line,) = [x for x in rules.read_text().splitlines() if "tcp dport 8000 accept" in x]
+    return line.split("{")[1].split("}")[0].replace(",", " ").split()
 
 
 def backup_address(fleet: Path) -> str:
@@ -144,14 +167,14 @@ def test_the_zerotier_role_keeps_its_facts_on_the_host(fleet: Path) -> None:
 
 def test_a_limited_run_names_peers_and_the_backup_server_by_their_zerotier_address(fleet: Path) -> None:
     join(fleet)
-    assert firewall_peer_address(fleet) == ZT["peer"]
+    assert firewall_sources(fleet) == ["127.0.0.1", ZT["peer"]]  # offline, peer (sorted by name)
     assert backup_address(fleet) == ZT["backup"]
 
 
 def test_without_the_local_facts_the_default_ipv4_address_stands_in(fleet: Path) -> None:
     """A host that never ran the zerotier role (and the lab before it had ZeroTier)."""
-    lan = firewall_peer_address(fleet)
-    assert lan and lan not in ZT.values()
+    offline, lan = firewall_sources(fleet)
+    assert offline == "127.0.0.1" and lan not in ZT.values()
     assert backup_address(fleet) == lan
 
 
