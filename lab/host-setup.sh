@@ -41,3 +41,19 @@ if [[ ! -f $conf || "$(cat "$conf")" != "$want" ]]; then
   printf '%s\n' "$want" > "$conf"
   echo "==> wrote $conf"
 fi
+
+# inotify instances: every systemd container takes several (systemd, journald, logind, udev, path
+# units) and they all count against root's fs.inotify.max_user_instances (128 on Debian). The lab
+# (6 hosts) fits; the fleet-scale stage's 20 extra devices took the host to 154, and the next
+# container's systemd then hung at boot with its path units failed (a Molecule scenario run beside
+# it never got past "Install nftables"). 1024 leaves room for the 30 scale devices the stage allows.
+sysctl_conf=/etc/sysctl.d/60-rvm-lab.conf
+sysctl_want="# Written by rvm-fleet lab/host-setup.sh: inotify instances for many systemd containers.
+fs.inotify.max_user_instances = 1024"
+if [[ ! -f $sysctl_conf || "$(cat "$sysctl_conf")" != "$sysctl_want" ]]; then
+  printf '%s\n' "$sysctl_want" > "$sysctl_conf"
+  echo "==> wrote $sysctl_conf"
+fi
+if (( $(sysctl -n fs.inotify.max_user_instances) < 1024 )); then
+  sysctl -q -w fs.inotify.max_user_instances=1024
+fi

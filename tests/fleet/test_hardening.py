@@ -95,6 +95,7 @@ def test_password_login_is_refused(fleet) -> None:
     settings = exec_in(DEVICE, "sshd", "-T", "-C", "user=root,host=x,addr=127.0.0.1")
     assert "passwordauthentication no" in settings.splitlines()
     assert f"listenaddress {address(DEVICE)}:22" in settings.splitlines()
+    assert "maxstartups 10:30:60" in settings.splitlines()  # a device: few unauthenticated at once
 
 
 def test_port_off_the_allow_list_is_dropped_and_counted(fleet, listener) -> None:
@@ -177,6 +178,8 @@ def test_backup_server_keeps_its_match_block(fleet) -> None:
     assert "chrootdirectory %h" in lines
     assert "passwordauthentication no" in lines
     assert "allowgroups restic-devices" in lines
+    # a converge's first backups come from a whole batch of devices at once (20 lost 6 at 10:30:60)
+    assert "maxstartups 64:30:256" in lines
 
 
 # --- A security update that needs a reboot, through the drain (issue 18) ----------------------------
