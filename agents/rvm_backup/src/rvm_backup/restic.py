@@ -10,10 +10,12 @@ import dataclasses
 import datetime
 import json
 import os
+import random
 import re
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,6 +32,12 @@ STALE_LOCK_AGE_S = 30 * 60
 NO_REPOSITORY_TEXT = "Is there a repository at the following location?"
 WRONG_PASSWORD_TEXT = "wrong password or no key found"
 LOCKED_TEXT = "repository is already locked"
+# A connection the sftp server dropped before the session began (sshd's MaxStartups throttling, a
+# ZeroTier path still forming): nothing was written, so the command is tried again, a bounded number of
+# times with jittered, growing pauses, so a batch of devices does not come back in lockstep.
+SESSION_DROPPED_TEXTS = ("unable to start the sftp session", "Connection closed by")
+SESSION_ATTEMPTS = 4
+SESSION_BACKOFF_S = 2.0
 # Environment variables that would hand restic a password or repository other than the config's.
 FOREIGN_RESTIC_ENV = ("RESTIC_PASSWORD", "RESTIC_PASSWORD_COMMAND", "RESTIC_REPOSITORY_FILE")
 
@@ -41,6 +49,11 @@ class ResticResult:
     returncode: int
     stdout: str
     stderr: str
+
+
+def session_dropped(stderr: str) -> bool:
+    """restic failed because the sftp session never started (safe to try again)."""
+    return any(text in stderr for text in SESSION_DROPPED_TEXTS)
 
 
 def keep_options(retention: dict[str, int]) -> list[str]:
@@ -147,6 +160,20 @@ class Restic:
         return [self.config.restic, *options, *args]
 
     def call(self, args: Sequence[str]) -> ResticResult:
+        """Run restic; a session the server dropped before it began is tried again (SESSION_ATTEMPTS in
+        all, jittered pauses from SESSION_BACKOFF_S); the last result otherwise."""
+        result = self.call_once(args)
+        for attempt in range(1, SESSION_ATTEMPTS):
+            if result.returncode == 0 or not session_dropped(result.stderr):
+                break
+            pause = SESSION_BACKOFF_S * attempt * (0.5 + random.random())  # jitter, not secrecy
+            print(f"rvm-backup: restic {args[0]}: the sftp session was dropped before it began; "
+                  f"trying again in {pause:.1f} s ({attempt + 1} of {SESSION_ATTEMPTS})", file=sys.stderr, flush=True)  # fmt: skip
+            time.sleep(pause)
+            result = self.call_once(args)
+        return result
+
+    def call_once(self, args: Sequence[str]) -> ResticResult:
         """Run restic, capture its output (never streamed raw), and interrupt it at timeout_s."""
         try:
             proc = subprocess.Popen(
