@@ -6,9 +6,9 @@ On a real fleet a host's ZeroTier address is not its LAN address. A run of the z
 name each peer and the backup server by it, or the firewall admits the devices' LAN addresses and the
 devices back up to an address where the server's sshd does not listen. The zerotier role keeps the
 address as a local fact for those runs. Here three local "hosts" each see their own
-/etc/ansible/facts.d (a private mount namespace per host, through its Python interpreter), and the
-repository's own tasks run as written: the zerotier role's facts.yml, the firewall's and the backup
-role's gathers, group_vars/all.yml and the backup role's vars.
+/etc/ansible/facts.d (a private mount namespace per host, through its Python interpreter), a fourth is
+a device that is down, and the repository's own tasks run as written: the zerotier role's facts.yml,
+the firewall's gather and nftables template, the backup role's gather and vars, group_vars/all.yml.
 """
 
 from __future__ import annotations
@@ -70,7 +70,6 @@ def fleet(tmp_path: Path) -> Path:
             "ansible_python_interpreter": str(wrapper),
             "zerotier_networks": [NWID],
         }
-    # a device that is down (nothing listens on port 1): the servers' firewall play must go on without it
     # A device that is down (nothing listens on port 1), never gathered: the servers' firewall play must
     # go on without its facts, and admit it at the address the inventory reaches it at.
     offline = {
