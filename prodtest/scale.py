@@ -910,21 +910,21 @@ def add_figures(scale: Scale, results: Results) -> None:
                                   run.seconds / max(1, new), "s/device", stage=STAGE, note="wall time / new devices, in parallel"))  # fmt: skip
             continue
         target = NOCHANGE_TARGET_S if op == "nochange" else None
-        figures.append(Figure(f"scale.{op}.n{size}.rtt{rtt_ms}", f"n={size}, +{rtt_ms} ms RTT: {OP_TITLE[op]}",
+        figures.append(Figure(f"scale.{op}.n{size}.rtt{rtt_ms}", f"n={size}, {rtt_label(rtt_ms)}: {OP_TITLE[op]}",
                               run.seconds, "s", target, stage=STAGE, note=note))  # fmt: skip
         if op == "rollback":
             figures.append(Figure(f"scale.rollback_device.n{size}.rtt{rtt_ms}",
-                                  f"n={size}, +{rtt_ms} ms RTT: rollback, slowest device to healthy",
+                                  f"n={size}, {rtt_label(rtt_ms)}: rollback, slowest device to healthy",
                                   run.worst("to_healthy_s"), "s", ROLLBACK_TARGET_S, stage=STAGE,
                                   note="rvm_deploy_summary to_healthy_s: drain to ready, as the play sees it (each task waits for the slowest host)"))  # fmt: skip
             figures.append(Figure(f"scale.rollback_out_of_service.n{size}.rtt{rtt_ms}",
-                                  f"n={size}, +{rtt_ms} ms RTT: rollback, slowest device out of service",
+                                  f"n={size}, {rtt_label(rtt_ms)}: rollback, slowest device out of service",
                                   run.worst_out_of_service, "s", ROLLBACK_TARGET_S, stage=STAGE,
                                   note="stop to ready on the device's own clock (systemd's timestamps)"))  # fmt: skip
     for op in OPS:
         for rtt_ms in scale.rtts:
             pts = [(float(s), r.seconds) for (o, s, t), r in by.items() if o == op and t == rtt_ms and r.ok]
-            figures.append(Figure(f"scale.{op}.slope.rtt{rtt_ms}", f"+{rtt_ms} ms RTT: {op} cost per added device",
+            figures.append(Figure(f"scale.{op}.slope.rtt{rtt_ms}", f"{rtt_label(rtt_ms)}: {op} cost per added device",
                                   slope(pts), "s/device", stage=STAGE,
                                   note=f"least squares over n={sorted(int(x) for x, _ in pts)}"
                                   + ("" if len(pts) > 1 else "; needs two sizes")))  # fmt: skip

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from prodtest.figures import Results
 from prodtest.lab import LabError
 from prodtest.scale import (
     ATTR_PACKET_HDR,
@@ -23,6 +24,9 @@ from prodtest.scale import (
     NLMSG,
     NLMSG_ERROR,
     SSH_ARGS,
+    Run,
+    Scale,
+    add_figures,
     availability,
     backup_cleanup_script,
     camera_source,
@@ -322,3 +326,16 @@ def test_camera_source_says_which_file_lacks_it(tmp_path: Path) -> None:
 def test_rtt_labels() -> None:
     assert rtt_label(0) == "no added latency"
     assert rtt_label(100) == "+100 ms RTT"
+
+
+def test_figure_titles_name_the_added_latency_only_where_there_is_one(tmp_path: Path) -> None:
+    """A run without added latency is titled so, never "+0 ms RTT"."""
+    scale = Scale(lab=None, sizes=[2, 4], version="1.0.0", dist=tmp_path, rtts=[0, 100])  # type: ignore[arg-type]
+    scale.runs = [Run("nochange", n, rtt, 10.0 + n, 0, {}, "") for n in (2, 4) for rtt in (0, 100)]
+    results = Results(profile="quick", started="now")
+    add_figures(scale, results)
+    titles = {f.key: f.title for f in results.figures}
+    assert titles["scale.nochange.n2.rtt0"].startswith("n=2, no added latency: ")
+    assert titles["scale.nochange.n4.rtt100"].startswith("n=4, +100 ms RTT: ")
+    assert titles["scale.nochange.slope.rtt0"].startswith("no added latency: ")
+    assert not [t for t in titles.values() if "+0 ms" in t]

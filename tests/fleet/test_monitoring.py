@@ -234,28 +234,43 @@ def test_unreachable_device_sends_device_down_and_silences_its_app_alerts(monito
 
 
 def test_stale_backup_sends_backup_stale(monitor: str) -> None:
-    """The backup metrics of one device say the last success was three hours ago: BackupStale."""
+    """The backup metrics of one device say the last success was three hours ago: BackupStale.
+
+    The device's hourly rvm-backup timer is held meanwhile: a real run in the window (the lab's
+    timers fire at :00 plus up to 15 min) rewrites the file with a fresh success, and the alert
+    rightly never fires (a CI run on 2026-12-07 failed on exactly that)."""
     device = devices()[0]
     if not prom(monitor, f'rvm_backup_last_success_timestamp_seconds{{device="{device}"}}'):
         pytest.fail(
             "no rvm_backup_* series from node-exporter's textfile collector (monitoring_agent not converged?)"
         )
-    original = sh(["podman", "exec", device, "cat", TEXTFILE]).stdout
-    stale = (
-        "\n".join(
-            f"{line.rsplit(' ', 1)[0]} {time.time() - 3 * 3600:.0f}"
-            if line.startswith("rvm_backup_last_success_timestamp_seconds")
-            else line
-            for line in original.splitlines()
-        )
-        + "\n"
-    )
-    t0 = time.time()
-    _write(device, TEXTFILE, stale)
+    assert sh(["podman", "exec", device, "systemctl", "stop", "rvm-backup.timer"]).returncode == 0
     try:
-        wait_for("BackupStale", lambda: webhook(monitor, t0, "BackupStale", "firing", device=device), 90)
+        wait_for("no rvm-backup run in progress", lambda: not _backup_running(device), 600, every_s=2.0)
+        original = sh(["podman", "exec", device, "cat", TEXTFILE]).stdout
+        stale = (
+            "\n".join(
+                f"{line.rsplit(' ', 1)[0]} {time.time() - 3 * 3600:.0f}"
+                if line.startswith("rvm_backup_last_success_timestamp_seconds")
+                else line
+                for line in original.splitlines()
+            )
+            + "\n"
+        )
+        t0 = time.time()
+        _write(device, TEXTFILE, stale)
+        try:
+            wait_for("BackupStale", lambda: webhook(monitor, t0, "BackupStale", "firing", device=device), 90)
+        finally:
+            _write(device, TEXTFILE, original)
     finally:
-        _write(device, TEXTFILE, original)
+        assert sh(["podman", "exec", device, "systemctl", "start", "rvm-backup.timer"]).returncode == 0
+
+
+def _backup_running(device: str) -> bool:
+    """rvm-backup.service is a oneshot: "activating" while a run is in progress."""
+    state = sh(["podman", "exec", device, "systemctl", "is-active", "rvm-backup.service"]).stdout.strip()
+    return state in {"activating", "active", "deactivating", "reloading"}
 
 
 def _write(device: str, path: str, content: str) -> None:
