@@ -120,6 +120,7 @@ fleet-test: deps release ee ## the lab fleet end to end: up, converge (rvm-edge 
 
 .PHONY: prodtest
 prodtest: $(VENV)/.installed ## production tests against the converged lab (load, platform faults): out/prodtest/report.md; PRODTEST_PROFILE=quick|full (not part of make test)
+	$(MAKE) -C app venv-sim NOTES=$(TEST_NOTES)
 	$(VENV)/bin/python -m prodtest
 
 molecule: deps ## molecule test for every role scenario (roles/*/molecule/*); molecule/deploy runs in fleet-test, on its converged lab
