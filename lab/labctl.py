@@ -364,11 +364,33 @@ def systemd_state(name: str) -> str:
     return proc.stdout.strip() or "unknown"
 
 
+def failed_units(name: str) -> list[str]:
+    """The units systemd inside the container lists as failed."""
+    proc = run(
+        ["podman", "exec", name, "systemctl", "list-units", "--failed", "--plain", "--no-legend"], check=False
+    )
+    return [line.split()[0] for line in proc.stdout.splitlines() if line.strip()]
+
+
+def warn_degraded(name: str) -> None:
+    """A degraded boot still lets the lab go on (a converge may start what failed), but never silently:
+    the 20-device scale run booted two devices degraded (inotify instances) and nothing said so."""
+    units = failed_units(name) or ["(none listed any more)"]
+    print(
+        f"lab: warning: {name} booted degraded, failed: {', '.join(units)} "
+        f"(see `lab/labctl.py shell {name}`, then `journalctl -b -u {units[0]}`)",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 def wait_booted(name: str, deadline: float) -> str:
     """Poll systemd inside the container until boot has finished (or the deadline passes)."""
     state = "unknown"
     while time.monotonic() < deadline:
         state = systemd_state(name)
+        if state == "degraded":
+            warn_degraded(name)
         if state in ("running", "degraded"):
             return state
         time.sleep(0.5)

@@ -169,3 +169,34 @@ def test_check_free_passes_where_no_podman_is_installed(tmp_path: Path) -> None:
     proc = run_labctl("check-free", env={"PATH": str(tmp_path)})
     assert proc.returncode == 0, proc.stderr
     assert "podman is not installed" in proc.stdout
+
+
+def test_a_degraded_boot_is_named_with_its_failed_units(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    labctl = load_labctl()
+    answers = {
+        "is-system-running": "degraded\n",
+        "list-units": "systemd-journald-audit.socket loaded failed failed Journal Audit Socket\n"
+        "rvm-edge.service loaded failed failed rvm-edge\n",
+    }
+
+    def fake_run(args: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.CompletedProcess(args, 0, answers[args[4]], "")
+
+    monkeypatch.setattr(labctl, "run", fake_run)
+    assert labctl.wait_booted("rvm-lab-02", float("inf")) == "degraded"
+    err = capsys.readouterr().err
+    assert "rvm-lab-02 booted degraded, failed: systemd-journald-audit.socket, rvm-edge.service" in err
+    assert "journalctl -b -u systemd-journald-audit.socket" in err
+
+
+def test_a_clean_boot_says_nothing(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    labctl = load_labctl()
+    monkeypatch.setattr(
+        labctl, "run", lambda args, check=True: subprocess.CompletedProcess(args, 0, "running\n", "")
+    )
+    assert labctl.wait_booted("rvm-lab-02", float("inf")) == "running"
+    assert capsys.readouterr().err == ""
