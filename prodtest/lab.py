@@ -55,6 +55,12 @@ def main_pid(device: str) -> int:
     return int(podman_exec(device, "systemctl show -p MainPID --value rvm-edge").strip() or 0)
 
 
+def backup_running(device: str) -> bool:
+    """rvm-backup.service is a oneshot: "activating" while a backup run is in progress on DEVICE."""
+    state = sh(["podman", "exec", device, "systemctl", "is-active", "rvm-backup.service"]).stdout.strip()
+    return state in {"activating", "active", "deactivating", "reloading"}
+
+
 def address(host: str) -> str:
     proc = sh(["podman", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", host])
     addr = proc.stdout.split()

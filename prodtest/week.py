@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from prodtest.figures import Figure, Results
-from prodtest.lab import MONITOR, ROOT, Lab, LabError, address, podman_exec, sh, wait_until
+from prodtest.lab import MONITOR, ROOT, Lab, LabError, address, backup_running, podman_exec, sh, wait_until
 from prodtest.progress import STOP, say
 from prodtest.push import play_env
 from prodtest.releases import build_release
@@ -411,12 +411,19 @@ class Week:
                 f"{stamp}",
             )
         with self.step("a restore") as s:
-            lose = "systemctl stop rvm-edge && rm -f /var/lib/rvm-edge/rvm-edge.sqlite3* && systemctl start rvm-edge"
-            podman_exec(d, lose, 120)
-            lost = not (saved & deposit_ids(d, "/var/lib/rvm-edge/rvm-edge.sqlite3"))
-            s.check("device", "the database was lost (none of the backed-up deposits left)", lost)
-            since = time.time()
-            rc, out = playbook("playbooks/restore.yml", "-l", d)
+            # The hourly timer is held from the loss to the restore: a scheduled run between them would
+            # back up the emptied database and rightly become `latest`.
+            podman_exec(d, "systemctl stop rvm-backup.timer")
+            try:
+                wait_until("no rvm-backup run in progress", lambda: not backup_running(d), 600, 2, STOP)
+                lose = "systemctl stop rvm-edge && rm -f /var/lib/rvm-edge/rvm-edge.sqlite3* && systemctl start rvm-edge"
+                podman_exec(d, lose, 120)
+                lost = not (saved & deposit_ids(d, "/var/lib/rvm-edge/rvm-edge.sqlite3"))
+                s.check("device", "the database was lost (none of the backed-up deposits left)", lost)
+                since = time.time()
+                rc, out = playbook("playbooks/restore.yml", "-l", d)
+            finally:
+                podman_exec(d, "systemctl start rvm-backup.timer")
             s.check("control", f"restore.yml -l {d}", rc == 0, out[-300:] if rc else "")
             m = re.search(r"ready ([0-9.]+) s after it stopped", out)
             recovery = float(m[1]) if m else None

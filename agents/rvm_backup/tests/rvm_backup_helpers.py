@@ -235,6 +235,13 @@ class Device:
             assert secret not in proc.stdout + proc.stderr, f"a password leaked into the output of {args}"
         return Result(proc.returncode, proc.stdout, proc.stderr)
 
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        """The driver in the background (a restore that has to wait), stderr read line by line."""
+        argv = [DEVICE_PYTHON, str(self.driver), *args, "--config", str(self.config_path)]
+        return subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env()
+        )
+
     def run(self) -> Result:
         """One timer-triggered backup run."""
         return self.rvm_backup("run")

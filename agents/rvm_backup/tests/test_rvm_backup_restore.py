@@ -4,12 +4,14 @@ while rvm-edge keeps writing."""
 from __future__ import annotations
 
 import datetime
+import fcntl
 from pathlib import Path
 
 from rvm_backup_helpers import (
     TAG,
     USER_VERSION,
     Device,
+    Result,
     insert_deposits,
     integrity,
     read_deposits,
@@ -102,3 +104,38 @@ def test_the_copy_is_consistent_while_the_service_writes(ready_device: Device, t
     assert len(ids) >= initial + written["before"], "deposits committed before the run are missing"
     assert len(ids) < initial + written["total"], "the writer did not write during the run"
     assert integrity(device.database) == "ok"
+
+
+def test_a_restore_waits_for_the_backup_run_in_progress(ready_device: Device, tmp_path: Path) -> None:
+    """The timer's run, mid forget --prune, holds restic's exclusive lock: a restore started then must
+    wait for it rather than fail (a CI run on 2026-12-07 failed on exactly that), and then restore the
+    snapshot that run made."""
+    device = ready_device
+    assert device.run().returncode == 0
+    with open(device.state_dir / "run.lock", "a") as held:  # the timer's run, still going
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        proc = device.start("restore", "--snapshot", "latest", "--target", str(tmp_path / "r"))
+        assert proc.stderr is not None
+        waiting = proc.stderr.readline()  # blocks until the restore says it waits
+        assert "a backup run holds" in waiting and "waiting up to" in waiting, waiting
+        assert not (tmp_path / "r").exists(), "the restore fetched before the run finished"
+        newest = device.run()  # (refused: the lock is held) ...
+        assert "another rvm-backup run is in progress" in newest.stderr
+    # ... the run finishes: the lock goes with its process
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    assert Result(0, stdout, "").document["databases"][0]["integrity"] == "ok"
+
+
+def test_a_restore_gives_up_waiting_after_wait_s(ready_device: Device, tmp_path: Path) -> None:
+    device = ready_device
+    assert device.run().returncode == 0
+    with open(device.state_dir / "run.lock", "a") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        result = device.rvm_backup(
+            "restore", "--snapshot", "latest", "--target", str(tmp_path / "r"), "--wait-s", "1"
+        )
+
+    assert result.returncode == 1
+    assert "the backup run in progress still holds" in result.stderr and "after 1 s" in result.stderr
+    assert not (tmp_path / "r").exists()

@@ -14,6 +14,7 @@ from rvm_backup.journal import Journal, password_file_secret
 from rvm_backup.report import cmd_check_config, cmd_snapshots, cmd_status
 from rvm_backup.restore import cmd_restore
 from rvm_backup.run import cmd_run
+from rvm_backup.state import longest_run_s
 from rvm_backup.strays import own_cgroup_procs, wait_for_strays
 
 DESCRIPTION = "Device-side driver of the restic backups of an RVM (rvm-edge's SQLite data and config)."
@@ -38,6 +39,13 @@ def parser() -> argparse.ArgumentParser:
         if name == "restore":
             sub.add_argument("--snapshot", required=True, help="`latest` or a snapshot ID (or unique prefix)")
             sub.add_argument("--target", required=True, help="a new or empty directory")
+            sub.add_argument(
+                "--wait-s",
+                type=int,
+                default=None,
+                help="how long to wait for a backup run in progress (default: the longest a run can take, "
+                "5 x timeout_s + 60)",
+            )
     return main
 
 
@@ -46,7 +54,8 @@ def dispatch(args: argparse.Namespace, config: Config, journal: Journal) -> int:
     if args.command == "run":
         return cmd_run(config, journal)
     if args.command == "restore":
-        return cmd_restore(config, journal, args.snapshot, args.target)
+        wait_s = longest_run_s(config.timeout_s) if args.wait_s is None else args.wait_s
+        return cmd_restore(config, journal, args.snapshot, args.target, max(wait_s, 0))
     if args.command == "snapshots":
         return cmd_snapshots(config, journal)
     if args.command == "status":

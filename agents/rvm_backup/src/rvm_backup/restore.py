@@ -13,6 +13,7 @@ from rvm_backup.files import make_private_dir
 from rvm_backup.journal import Journal
 from rvm_backup.restic import Restic, open_repository
 from rvm_backup.sqlite_copy import inspect_restored
+from rvm_backup.state import run_lock
 
 
 def refuse_non_empty(target: Path) -> None:
@@ -40,17 +41,20 @@ def resolve_snapshot(config: Config, listed: list[dict[str, Any]], wanted: str) 
     raise BackupError(f"snapshot {wanted!r} not found among the {len(listed)} snapshot(s) of {scope}; {how}")
 
 
-def cmd_restore(config: Config, journal: Journal, wanted: str, target_arg: str) -> int:
-    """`restore`: restore one snapshot into an empty directory and check the databases in it."""
+def cmd_restore(config: Config, journal: Journal, wanted: str, target_arg: str, wait_s: int) -> int:
+    """`restore`: restore one snapshot into an empty directory and check the databases in it. Under the
+    device's run lock, after a backup run in progress (up to wait_s): `latest` then means the snapshot
+    that run made, and its forget --prune no longer holds the repository."""
     started = time.monotonic()
     target = Path(target_arg).absolute()
     refuse_non_empty(target)
     make_private_dir(config.state_dir)
-    restic = Restic(config)
-    open_repository(restic, None)
-    snapshot = resolve_snapshot(config, restic.snapshots(), wanted)
-    make_private_dir(str(target))
-    restic.run(["restore", snapshot["id"], "--target", str(target), *restic.filters()])
+    with run_lock(config.state_dir, wait_s):
+        restic = Restic(config)
+        open_repository(restic, None)
+        snapshot = resolve_snapshot(config, restic.snapshots(), wanted)
+        make_private_dir(str(target))
+        restic.run(["restore", snapshot["id"], "--target", str(target), *restic.filters()])
     databases = [inspect_restored(entry, target) for entry in config.sqlite]
     journal.emit(
         {

@@ -7,6 +7,8 @@ import contextlib
 import dataclasses
 import fcntl
 import json
+import signal
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,15 @@ from rvm_backup.files import atomic_write
 
 STATE_FILE = "state.json"
 RUN_LOCK_FILE = "run.lock"
+# A run is at most this many restic commands (cat config, backup, forget, snapshots, check), each bounded
+# by timeout_s; rvm-backup.service's TimeoutStartSec is the same sum plus a minute for the rest.
+RUN_RESTIC_COMMANDS = 5
+RUN_SLACK_S = 60
+
+
+def longest_run_s(timeout_s: int) -> int:
+    """How long a run can hold the lock before systemd stops it: how long a restore is willing to wait."""
+    return timeout_s * RUN_RESTIC_COMMANDS + RUN_SLACK_S
 
 
 @dataclasses.dataclass
@@ -47,15 +58,49 @@ def save_state(state_dir: str, state: dict[str, Any]) -> None:
 
 
 @contextlib.contextmanager
-def run_lock(state_dir: str) -> Iterator[None]:
-    """One `run` at a time per device (timer and a manual run): they would race on the copies and state."""
+def run_lock(state_dir: str, wait_s: int | None = None) -> Iterator[None]:
+    """One `run` or `restore` at a time per device. A second run refuses at once (the timer's next run
+    comes anyway); a restore (wait_s) waits for a run in progress to finish: restic would refuse it
+    while that run's forget --prune holds the repository, and an operator restoring a lost database
+    wants the restore, not an error."""
     path = Path(state_dir) / RUN_LOCK_FILE
     with open(path, "a", encoding="utf-8") as handle:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise BackupError(f"another rvm-backup run is in progress (it holds {path})", "lock") from None
+            if wait_s is None:
+                raise BackupError(
+                    f"another rvm-backup run is in progress (it holds {path})", "lock"
+                ) from None
+            wait_for_lock(handle.fileno(), path, wait_s)
         yield
+
+
+class LockWaitOver(Exception):
+    """SIGALRM during the blocking flock: the wait is over."""
+
+
+def _alarm(signum: int, frame: object) -> None:
+    raise LockWaitOver
+
+
+def wait_for_lock(fd: int, path: Path, wait_s: int) -> None:
+    """Block on the lock (no polling: the kernel wakes us when the holder exits), at most wait_s."""
+    print(f"rvm-backup: a backup run holds {path}; waiting up to {wait_s} s for it to finish",
+          file=sys.stderr, flush=True)  # fmt: skip
+    previous = signal.signal(signal.SIGALRM, _alarm)
+    signal.alarm(max(wait_s, 1))
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except LockWaitOver:
+        raise BackupError(
+            f"the backup run in progress still holds {path} after {wait_s} s; "
+            "see `journalctl -u rvm-backup.service` and try again when it has finished",
+            "lock",
+        ) from None
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def next_subset(state: dict[str, Any], subsets: int) -> int:
