@@ -9,7 +9,11 @@ against the device's disk guard (``app/src/rvm_edge/service/diskguard.py``):
 1. **Low**: the ballast leaves the partition below the guard's low mark (200 MB) but above
    readiness's floor (100 MB), short by less than the images of deposits the platform already has.
    The device must make room itself (clear those images, records kept) and stay ready throughout.
-2. **Full**: the ballast leaves 50 MB, more than anything the device may free. The device must close
+2. **Full**: first the device's own sent images are used up (the ballast leaves it below its low
+   mark again and again until fewer than ``KEEP_SENT_MB`` remain: a device that can still free its
+   way above the floor rightly keeps recording, which a run on 2026-12-07 after the full profile's
+   hour of deposits showed: 20 of 40 items recorded "while full"); then the ballast leaves 50 MB,
+   more than what remains for the device to free. The device must close
    its intake (``/readyz`` 503 naming the free space, items refused and counted, nothing recorded),
    keep its process (no crash loop: before the guard the next commit failed the pipeline and the
    service restarted into the same full disk), keep sending its outbox; then, the ballast removed
@@ -38,6 +42,9 @@ FLOOR_MB = 100.0  # app: health.MIN_FREE_MB, readiness's floor and where the int
 LOW_MB = 200.0  # app: DiskGuard.low_mb, where the device starts freeing space
 FULL_FREE_MB = 50.0
 MIN_NEED_MB = 2.0  # a device holding fewer sent images than this cannot show phase 1
+KEEP_SENT_MB = 20.0  # phase 2 starts with fewer sent images than this: they cannot lift it to the floor
+DRAIN_LEAVE_MB = 120.0  # what each round of phase 2's preparation leaves free (between floor and low)
+DRAIN_ROUNDS = 12
 TARGET_S = 30.0
 MB = 1e6
 
@@ -177,7 +184,45 @@ def run_phase_low(lab: Lab, device: str, mp: Path, results: Results) -> dict[str
     }
 
 
+def use_up_sent_images(lab: Lab, device: str, mp: Path) -> float:
+    """Leave the device below its low mark until it has (nearly) no sent images left to clear: the
+    megabytes of them that remain. Each round the guard clears what brings it back to the low mark."""
+    left = _sent_image_mb(device)
+    for _ in range(DRAIN_ROUNDS):
+        if left < KEEP_SENT_MB or STOP.is_set():
+            break
+        say(f"device faults: {device} still holds {left:.0f} MB of sent images; leaving it low to clear them")
+        fill(mp, DRAIN_LEAVE_MB)
+        with contextlib.suppress(LabError):
+            wait_until(
+                f"{device} back at its low mark, or out of sent images",
+                lambda: free_mb(mp) >= LOW_MB - 2 or _sent_image_mb(device) < KEEP_SENT_MB or None,
+                60,
+                1.0,
+                STOP,
+            )
+        now = _sent_image_mb(device)
+        if now >= left - 1:  # nothing more it may clear (kept by retention): stop trying
+            left = now
+            break
+        left = now
+    clear(mp)
+    return left
+
+
 def run_phase_full(lab: Lab, device: str, mp: Path, hold_s: float, results: Results) -> dict[str, object]:
+    sent_left = use_up_sent_images(lab, device, mp)
+    if sent_left >= FLOOR_MB - FULL_FREE_MB - 10:
+        say(
+            f"device faults: disk full not measured: {device} keeps {sent_left:.0f} MB of sent images it may clear"
+        )
+        results.add(
+            Figure(
+                "dev.diskfull.recorded_while_full", "disk full: deposits recorded while full", None, "count", 0,
+                "==", stage=STAGE, note=f"{sent_left:.0f} MB of sent images left that would lift it above the floor",
+            ),
+        )  # fmt: skip
+        return {"measured": False, "sent_image_mb_left": sent_left}
     before = _sample(lab, device)
     pid = main_pid(device)
     size = fill(mp, FULL_FREE_MB)
@@ -248,6 +293,7 @@ def run_phase_full(lab: Lab, device: str, mp: Path, hold_s: float, results: Resu
         ),
     )  # fmt: skip
     return {
+        "sent_image_mb_left": sent_left,
         "ballast_bytes": size,
         "left_free_mb": FULL_FREE_MB,
         "closed_s": seen_s,
