@@ -79,11 +79,11 @@ def test_a_lost_database_comes_back_from_the_backup(fleet: Recap) -> None:
     shows restore.yml holds it during the restore and resumes it (a CI run on 2026-12-07 failed on a
     scheduled run's forget --prune that held the repository while restore.yml fetched)."""
     device = devices()[-1]
-    timer = ["podman", "exec", device, "systemctl"]
-    assert sh([*timer, "stop", "rvm-backup.timer"]).returncode == 0
+    systemctl = ["podman", "exec", device, "systemctl"]
+    assert sh([*systemctl, "stop", "rvm-backup.timer"]).returncode == 0
     try:
         start = time.monotonic()
-        backed_up = sh(["podman", "exec", device, "systemctl", "start", "rvm-backup.service"])
+        backed_up = sh([*systemctl, "start", "rvm-backup.service"])
         FIGURES["backup_run_s"] = round(time.monotonic() - start, 1)
         assert backed_up.returncode == 0, backed_up.stderr
         saved = deposit_ids(device, "/var/lib/rvm-backup/staging/rvm-edge.sqlite3")
@@ -103,11 +103,11 @@ def test_a_lost_database_comes_back_from_the_backup(fleet: Recap) -> None:
         assert recovered, proc.stdout[-3000:]
         FIGURES["restore_recovery_s"] = float(recovered[1])
         assert saved <= deposit_ids(device, "/var/lib/rvm-edge/rvm-edge.sqlite3")
-        assert sh([*timer, "is-active", "rvm-backup.timer"]).stdout.strip() == "inactive", (
+        assert sh([*systemctl, "is-active", "rvm-backup.timer"]).stdout.strip() == "inactive", (
             "a held timer was started"
         )
     finally:
-        assert sh([*timer, "start", "rvm-backup.timer"]).returncode == 0
+        assert sh([*systemctl, "start", "rvm-backup.timer"]).returncode == 0
     ready = readyz(device)
     assert ready["ready"], ready
 
@@ -117,7 +117,7 @@ def test_a_lost_database_comes_back_from_the_backup(fleet: Recap) -> None:
         r"Hold the backup timer during the restore\][^\n]*\n(?:[^\n]*\n)??(\w+): \[", again.stdout
     )
     assert held and held[1] == "changed", again.stdout[-3000:]
-    assert sh([*timer, "is-active", "rvm-backup.timer"]).stdout.strip() == "active", (
+    assert sh([*systemctl, "is-active", "rvm-backup.timer"]).stdout.strip() == "active", (
         "the timer was not resumed"
     )
     assert saved <= deposit_ids(device, "/var/lib/rvm-edge/rvm-edge.sqlite3")

@@ -18,6 +18,8 @@ from urllib.parse import urlencode
 import pytest
 from fleet_helpers import FIGURES, ROOT, Recap, devices, readyz, sh
 
+from prodtest.lab import backup_running
+
 MONITOR = "rvm-monitor"
 DASHBOARDS = ROOT / "roles" / "monitoring_server" / "files" / "grafana" / "dashboards"
 TEXTFILE = "/var/lib/prometheus/node-exporter/rvm_backup.prom"
@@ -246,7 +248,7 @@ def test_stale_backup_sends_backup_stale(monitor: str) -> None:
         )
     assert sh(["podman", "exec", device, "systemctl", "stop", "rvm-backup.timer"]).returncode == 0
     try:
-        wait_for("no rvm-backup run in progress", lambda: not _backup_running(device), 600, every_s=2.0)
+        wait_for("no rvm-backup run in progress", lambda: not backup_running(device), 600, every_s=2.0)
         original = sh(["podman", "exec", device, "cat", TEXTFILE]).stdout
         stale = (
             "\n".join(
@@ -265,12 +267,6 @@ def test_stale_backup_sends_backup_stale(monitor: str) -> None:
             _write(device, TEXTFILE, original)
     finally:
         assert sh(["podman", "exec", device, "systemctl", "start", "rvm-backup.timer"]).returncode == 0
-
-
-def _backup_running(device: str) -> bool:
-    """rvm-backup.service is a oneshot: "activating" while a run is in progress."""
-    state = sh(["podman", "exec", device, "systemctl", "is-active", "rvm-backup.service"]).stdout.strip()
-    return state in {"activating", "active", "deactivating", "reloading"}
 
 
 def _write(device: str, path: str, content: str) -> None:
