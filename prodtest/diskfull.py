@@ -41,8 +41,11 @@ BALLAST = "prodtest-ballast"
 FLOOR_MB = 100.0  # app: health.MIN_FREE_MB, readiness's floor and where the intake closes
 LOW_MB = 200.0  # app: DiskGuard.low_mb, where the device starts freeing space
 FULL_FREE_MB = 50.0
+MARGIN_MB = 10.0  # writes beside the images (journal, WAL, metadata) while the partition is full
+# Phase 2 is a real "full" only while what the device may still clear cannot lift it to the floor:
+MAX_SENT_LEFT_MB = FLOOR_MB - FULL_FREE_MB - MARGIN_MB
 MIN_NEED_MB = 2.0  # a device holding fewer sent images than this cannot show phase 1
-KEEP_SENT_MB = 20.0  # phase 2 starts with fewer sent images than this: they cannot lift it to the floor
+KEEP_SENT_MB = MAX_SENT_LEFT_MB / 2  # phase 2's preparation aims here, well inside the limit
 DRAIN_LEAVE_MB = 120.0  # what each round of phase 2's preparation leaves free (between floor and low)
 DRAIN_ROUNDS = 12
 TARGET_S = 30.0
@@ -212,7 +215,7 @@ def use_up_sent_images(lab: Lab, device: str, mp: Path) -> float:
 
 def run_phase_full(lab: Lab, device: str, mp: Path, hold_s: float, results: Results) -> dict[str, object]:
     sent_left = use_up_sent_images(lab, device, mp)
-    if sent_left >= FLOOR_MB - FULL_FREE_MB - 10:
+    if sent_left >= MAX_SENT_LEFT_MB:
         say(
             f"device faults: disk full not measured: {device} keeps {sent_left:.0f} MB of sent images it may clear"
         )
