@@ -27,6 +27,7 @@ from prodtest.dbstage import run_db_year
 from prodtest.devfaults import run_device_faults
 from prodtest.faults import clear_all, run_platform_faults
 from prodtest.figures import Results
+from prodtest.growth import add_across_runs
 from prodtest.lab import ROOT, Lab, LabError, wait_until
 from prodtest.load import run_api_load, run_device_load
 from prodtest.profile import current
@@ -125,6 +126,8 @@ def main() -> int:
     for name in wanted:
         results.stages.setdefault(name, "interrupted" if interrupted else "not run")
     results.finished = None if interrupted else _now()
+    if "scale" in wanted:
+        add_across_runs(results, OUT)
     report = write_report(results, OUT, previous)
     counts = {v: sum(1 for f in results.figures if f.verdict == v) for v in ("pass", "miss", "not measured")}
     say(
