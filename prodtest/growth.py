@@ -28,10 +28,15 @@ from pathlib import Path
 from typing import Any
 
 from prodtest.figures import Figure, Plot, Results
+from prodtest.progress import say
 from prodtest.scale import NOCHANGE_TARGET_S, OP_TITLE, OPS, STAGE, rtt_label, slope
 
 GROWTH_STAGE = "Fleet scale across runs"
 RUNS_DIR = "scale-runs"
+
+
+class KeptRunError(ValueError):
+    """A file among the kept runs that is not one (named with the path)."""
 
 
 @dataclass(frozen=True)
@@ -90,7 +95,7 @@ def load(runs_dir: Path) -> list[Point]:
             record = json.loads(path.read_text())
             out += points(record)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise SystemExit(
+            raise KeptRunError(
                 f"{path}: not a kept scale run ({exc}); remove it or run a scale stage again"
             ) from exc
     return out
@@ -141,12 +146,18 @@ def plots(best: Mapping[tuple[str, int, int], Point]) -> dict[str, Plot]:
 
 
 def add_across_runs(results: Results, out_dir: Path) -> None:
-    """Keep this run's scale timings and add the across-runs figures and plots to its report."""
+    """Keep this run's scale timings and add the across-runs figures and plots to its report. A bad
+    kept file costs the across-runs part only, named in the progress: the run's own report is written."""
     raw = results.raw.get(STAGE)
     if not isinstance(raw, Mapping):
         return
     keep(raw, results.started, out_dir / RUNS_DIR)
-    best = newest(load(out_dir / RUNS_DIR), float(raw.get("device_fps") or 0.0))
+    try:
+        kept_points = load(out_dir / RUNS_DIR)
+    except KeptRunError as exc:
+        say(f"scale: across runs left out: {exc}")
+        return
+    best = newest(kept_points, float(raw.get("device_fps") or 0.0))
     results.add(*figures(best))
     results.plots.update(plots(best))
 
@@ -200,7 +211,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs_dir = OUT / RUNS_DIR
     for path in add_run_dirs(args.add, runs_dir):
         print(f"kept {path}")
-    pts = load(runs_dir)
+    try:
+        pts = load(runs_dir)
+    except KeptRunError as exc:
+        raise SystemExit(str(exc)) from exc
     if not pts:
         raise SystemExit(
             f"{runs_dir}: no kept scale runs; run `make prodtest` with the scale stage, or --add"

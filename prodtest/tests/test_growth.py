@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from prodtest.figures import Results
-from prodtest.growth import RUNS_DIR, add_across_runs, add_run_dirs, keep, load, newest
+from prodtest.growth import RUNS_DIR, KeptRunError, add_across_runs, add_run_dirs, keep, load, newest
 from prodtest.scale import STAGE
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,10 +80,21 @@ def test_a_run_dir_without_scale_data_is_refused_by_name(tmp_path: Path) -> None
         add_run_dirs([tmp_path], tmp_path / RUNS_DIR)
 
 
-def test_a_stray_file_among_the_kept_runs_is_named(tmp_path: Path) -> None:
-    (tmp_path / "notes.json").write_text("[]")
-    with pytest.raises(SystemExit, match=r"notes\.json: not a kept scale run"):
-        load(tmp_path)
+def test_a_stray_file_among_the_kept_runs_is_named_and_costs_only_the_across_runs_part(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / RUNS_DIR).mkdir()
+    (tmp_path / RUNS_DIR / "notes.json").write_text("[]")
+    with pytest.raises(KeptRunError, match=r"notes\.json: not a kept scale run"):
+        load(tmp_path / RUNS_DIR)
+    results = Results(profile="quick", started="2026-12-07T20:09:00+00:00")
+    results.raw[STAGE] = raw([("rollback", 3, 0, 40.0, 0)])
+    add_across_runs(results, tmp_path)  # the run's own report goes on without the joined figures
+    assert not results.figures and not results.plots
+    assert (tmp_path / RUNS_DIR / "2026-12-07T20-09-00-00-00.json").exists()  # this run still kept
+    proc = subprocess.run([sys.executable, "-m", "prodtest.growth"], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "PRODTEST_OUT": str(tmp_path)}, timeout=120)  # fmt: skip
+    assert proc.returncode == 1 and "notes.json: not a kept scale run" in proc.stderr
 
 
 def test_the_command_keeps_earlier_run_dirs_and_writes_the_table_and_plots(tmp_path: Path) -> None:
