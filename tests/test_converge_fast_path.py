@@ -47,7 +47,7 @@ PLAY = """\
       changed_when: false
     - name: Publish this host's address (as the zerotier role does)
       ansible.builtin.set_fact:
-        zerotier_mgmt_address: "10.147.17.{{{{ groups['all'].index(inventory_hostname) + 1 }}}}"
+        zerotier_mgmt_address: "10.147.17.{{{{ host_number }}}}"
 
 - name: What the hosts read of each other
   hosts: all
@@ -59,7 +59,7 @@ PLAY = """\
   tasks:
     - name: Write the peers
       ansible.builtin.copy:
-        content: "{{{{ groups['all'] | map('extract', hostvars, 'zerotier_mgmt_address') | map('default', 'MISSING') | join(',') }}}}\\n"
+        content: "{{{{ groups['all'] | sort | map('extract', hostvars, 'zerotier_mgmt_address') | map('default', 'MISSING') | join(',') }}}}\\n"
         dest: "{{{{ out }}}}/{{{{ inventory_hostname }}}}.peers"
         mode: "0644"
 
@@ -89,8 +89,13 @@ def project(tmp_path: Path) -> Path:
     )
     local = f"ansible_connection=local ansible_python_interpreter={sys.executable}"
     # edge-2 converges on every run (its fast path is off), so it shows what a converging host reads
-    # of a current one (edge-1)
-    (tmp_path / "hosts.ini").write_text(f"edge-1 {local}\nedge-2 {local} rvm_converge_fast_path=false\n")
+    # of a current one (edge-1). Each host's number is its own and the peers are written sorted:
+    # groups['all'] is in no fixed order once group_by has run (it lists the hosts group by group, in
+    # the order the groups were made, i.e. whichever host's result came first), which made a
+    # position-derived address flaky (CI rehearsal 2026-12-08: edge-2 numbered 1).
+    (tmp_path / "hosts.ini").write_text(
+        f"edge-1 {local} host_number=1\nedge-2 {local} host_number=2 rvm_converge_fast_path=false\n"
+    )
     (tmp_path / "site.yml").write_text(PLAY.format(root=ROOT))
     return tmp_path
 
