@@ -17,7 +17,8 @@ LABCTL = Path(__file__).resolve().parents[2] / "lab" / "labctl.py"
 
 
 @pytest.fixture
-def labctl(monkeypatch: pytest.MonkeyPatch):
+def labctl(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    monkeypatch.syspath_prepend(str(LABCTL.parent))  # as when it runs as a script: lab/ first (datavol)
     spec = importlib.util.spec_from_file_location("labctl_extra", LABCTL)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
@@ -27,6 +28,9 @@ def labctl(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(module, "require_tools", lambda: None)
     monkeypatch.setattr(module, "inventory_hosts", lambda: [module.LabHost("rvm-lab-01", ("rvm_devices",))])
     monkeypatch.setattr(module, "run", lambda args, **_: calls.append(list(args)))
+    # a device's data partition: named, not made (the real one is a loop mount on this machine, which
+    # a unit test must not leave behind; tests/test_labctl.py makes and removes one in a tmp folder)
+    monkeypatch.setattr(module.datavol, "ensure", lambda name: tmp_path / name / "data")
     module.calls = calls
     return module
 
@@ -60,10 +64,12 @@ def test_remove_removes_an_extra_device(labctl, monkeypatch: pytest.MonkeyPatch)
     assert forgotten == ["rvm-lab-04"]
 
 
-def test_devices_get_tun_and_only_the_platform_publishes_the_central_double(labctl) -> None:
+def test_devices_get_tun_and_only_the_platform_publishes_the_central_double(labctl, tmp_path: Path) -> None:
     labctl.create_container(labctl.LabHost("rvm-lab-04", ("rvm_devices",)), "img", extra=True)
     labctl.create_container(labctl.LabHost("rvm-platform", ("platform_simulators",)), "img")
     device, platform = labctl.calls
     assert "/dev/net/tun" in device and "--publish" not in device
+    assert f"{tmp_path}/rvm-lab-04/data:{labctl.datavol.DEST}" in device  # its own data partition
+    assert "--volume" in platform and not any(labctl.datavol.DEST in a for a in platform)
     assert f"{labctl.EXTRA_LABEL}=yes" in device
     assert platform[platform.index("--publish") + 1] == "127.0.0.1:9994:9994"  # loopback only
